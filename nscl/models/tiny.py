@@ -68,7 +68,7 @@ TINY_CLIP_ARCH: dict = {"image_size": TINY_IMAGE_SIZE, "stem_channels": (32, 64,
                         "text_heads": 4, "text_layers": 2, "context_length": 16, "vocab_size": 49408}
 # Pretraining recipes, each ~2 min on 2 CPU cores (benchmarks/tiny_pretraining.py measures them).
 TINY_VIT_PRETRAIN = PretrainConfig(epochs=3.0, batch_size=64, lr=1e-3, n_per_class=1000)
-TINY_CLIP_PRETRAIN = PretrainConfig(epochs=2.5, batch_size=128, lr=1e-3, n_per_class=1000)
+TINY_CLIP_PRETRAIN = PretrainConfig(epochs=1.0, batch_size=128, lr=1e-3, n_per_class=1000)
 
 _FORMAT = 1  # bump when the training code changes in a way that changes the weights
 

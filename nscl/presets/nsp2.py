@@ -50,7 +50,7 @@ def nsp2_recipe(preset: str = "tiny", backbone: Literal["vit", "clip"] = "vit", 
     if preset == "tiny":
         benchmark = benchmark or "shapes100-10s"
         if backbone == "vit":
-            cfg = NSP2Config(head="task_linear", lr=0.01, milestones=(3, 4), temperature=4.0,
+            cfg = NSP2Config(head="task_linear", lr=0.01, milestones=(3, 4), temperature=28.0,
                              conditions=_adaptive(0.97))
         else:
             from nscl.pretrain import CAPTION_TEMPLATES
