@@ -67,14 +67,17 @@ def average_incremental_accuracy(acc: np.ndarray, task_sizes: np.ndarray | None 
     return float(step_accuracies(acc, task_sizes).mean())
 
 
-def forgetting(acc: np.ndarray) -> float:
-    """Mean over old tasks of the best earlier accuracy minus the final one (0 for one task)."""
+def forgetting_per_task(acc: np.ndarray) -> np.ndarray:
+    """For each old task j: best accuracy before the last step minus the final one (length T - 1)."""
     r = validate_accuracy_matrix(acc)
     t = r.shape[0]
-    if t == 1:
-        return 0.0
-    best = np.array([r[j : t - 1, j].max() for j in range(t - 1)])
-    return float(np.mean(best - r[t - 1, : t - 1]))
+    return np.array([r[j : t - 1, j].max() - r[t - 1, j] for j in range(t - 1)])
+
+
+def forgetting(acc: np.ndarray) -> float:
+    """Mean over old tasks of the best earlier accuracy minus the final one (0 for one task)."""
+    per_task = forgetting_per_task(acc)
+    return float(per_task.mean()) if per_task.size else 0.0
 
 
 def backward_transfer(acc: np.ndarray) -> float:

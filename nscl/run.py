@@ -237,4 +237,7 @@ def run_continual(method: ContinualMethod, data: ContinualData, config: RunConfi
         if config.progress:
             tqdm.write(f"{method.name}: task {t + 1}/{n_tasks} accuracy on seen classes {step_acc:.4f} "
                        f"({train_time:.1f}s)")
-    return RunResult(accuracy, task_sizes, pd.DataFrame(log), accuracy_til, run_path)
+    report = method.report()
+    if run_path is not None and report:
+        torch.save(report, run_path / "report.pt")
+    return RunResult(accuracy, task_sizes, pd.DataFrame(log), accuracy_til, run_path, extras={"report": report})

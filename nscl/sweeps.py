@@ -7,13 +7,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from nscl.data.continual import ContinualData
 from nscl.methods.base import ContinualMethod
+from nscl.metrics import step_accuracies
 from nscl.run import RunConfig, RunResult, run_continual
 
-__all__ = ["compare", "metrics_frame", "slug"]
+__all__ = ["compare", "metrics_frame", "slug", "summary_table", "mean_step_accuracies"]
 
 
 def slug(name: str) -> str:
@@ -51,3 +53,26 @@ def compare(methods: Mapping[str, Callable[[int], ContinualMethod]],
         Path(run_root).mkdir(parents=True, exist_ok=True)
         frame.to_csv(Path(run_root) / "metrics.csv", index=False)
     return frame, results
+
+
+def summary_table(frame: pd.DataFrame, metrics: Sequence[str] = ("last_accuracy", "average_incremental_accuracy",
+                                                                    "forgetting")) -> pd.DataFrame:
+    """Per method, "mean ± std" over seeds of each metric, in percent (std omitted for one seed)."""
+    rows = {}
+    for method, group in frame.groupby("method", sort=False):
+        cells = {}
+        for metric in metrics:
+            values = group[metric].to_numpy() * 100
+            cells[metric] = f"{values.mean():.1f}" + (f" ± {values.std(ddof=1):.1f}" if len(values) > 1 else "")
+        cells["seeds"] = len(group)
+        rows[method] = cells
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def mean_step_accuracies(results: Mapping[tuple[str, int], RunResult]) -> dict[str, np.ndarray]:
+    """Per method, the accuracy on all seen classes after each task, averaged over seeds."""
+    curves: dict[str, list[np.ndarray]] = {}
+    for (name, _), result in results.items():
+        curves.setdefault(name, []).append(step_accuracies(result.accuracy, result.task_sizes))
+    return {name: np.mean(values, axis=0) for name, values in curves.items()}
+

@@ -5,6 +5,7 @@ from nscl.metrics import (
     average_incremental_accuracy,
     backward_transfer,
     forgetting,
+    forgetting_per_task,
     last_accuracy,
     step_accuracies,
     summarize,
@@ -35,6 +36,7 @@ def test_hand_worked_matrix():
 
 
 def test_forgetting_uses_the_best_earlier_accuracy():
+    np.testing.assert_allclose(forgetting_per_task(R2), [0.9 - 0.7, 0.8 - 0.85])
     assert forgetting(R2) == pytest.approx(((0.9 - 0.7) + (0.8 - 0.85)) / 2)   # 0.075
     assert backward_transfer(R2) == pytest.approx(((0.7 - 0.5) + (0.85 - 0.8)) / 2)  # 0.125
     assert average_incremental_accuracy(R2) == pytest.approx((0.5 + 0.85 + (0.7 + 0.85 + 0.6) / 3) / 3)
@@ -60,3 +62,15 @@ def test_bad_matrices_fail_clearly(bad, match):
 def test_bad_task_sizes_fail_clearly():
     with pytest.raises(ValueError, match="task_sizes"):
         step_accuracies(R, np.array([1, 2]))
+
+
+def test_summary_table_mean_and_std_over_seeds():
+    import pandas as pd
+
+    from nscl.sweeps import summary_table
+
+    frame = pd.DataFrame({"method": ["a", "a", "b"], "last_accuracy": [0.5, 0.7, 0.4],
+                          "average_incremental_accuracy": [0.6, 0.8, 0.5], "forgetting": [0.1, 0.3, 0.2]})
+    table = summary_table(frame)
+    assert table.loc["a", "last_accuracy"] == "60.0 ± 14.1"    # std with ddof=1: 0.1*sqrt(2)
+    assert table.loc["b", "forgetting"] == "20.0" and table.loc["a", "seeds"] == 2

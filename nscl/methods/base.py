@@ -9,6 +9,7 @@ optimizer and whatever it keeps between tasks (null spaces, bases, old prompts):
     end_task(task, batches)              after training: collect features, update projectors
     logits(images)                       scores over the classes seen so far
     state_dict() / load_state_dict()     everything needed to resume after a finished task
+    report()                             what the method learnt per task, for analysis (optional)
 """
 
 from __future__ import annotations
@@ -94,3 +95,10 @@ class ContinualMethod(ABC):
 
     @abstractmethod
     def load_state_dict(self, state: dict) -> None: ...
+
+    def report(self) -> dict:
+        """Per-task records for analysis (null-space sizes, coefficients, parameter snapshots...).
+
+        Must be rebuilt by `load_state_dict`, so a resumed run reports the same. The run loop keeps it
+        in `RunResult.extras["report"]` and saves it to `report.pt` in the run directory."""
+        return {}

@@ -57,6 +57,7 @@ class DMNSPConfig:
     adapter_dropout: float = 0.1
     loss_over: Literal["task", "seen"] = "task"
     basis_batch_size: int = 128             # code variant: the one batch its bases come from
+    record_parameters: bool = False         # keep every adapter parameter after each task (chapter 4)
     seed: int = 0
     name: str = field(default="", compare=False)
 
@@ -95,6 +96,9 @@ class DMNSP(ContinualMethod):
         self.operators: dict[str, dict] = {}                          # per tower: projection matrices
         self.lam: torch.Tensor | None = None
         self.log: list[dict] = []
+        self.lambda_history: list[dict] = []        # per task from the 2nd on: {tower: (L, L) coefficients}
+        self.null_dims: list[dict] = []             # per task, layer and weight: size of the projection's range
+        self.snapshots: list[dict] = []             # record_parameters: adapter parameters after every task
         self.tokens: torch.Tensor | None = None
         self.text_cache: torch.Tensor | None = None
         self.task: TaskInfo | None = None
@@ -169,10 +173,15 @@ class DMNSP(ContinualMethod):
     @torch.no_grad()
     def end_task(self, task: TaskInfo, batches: Batches) -> None:
         self._log_task(task)
+        if self.lam is not None and self._projecting():
+            self.lambda_history.append({"task": task.index, **{k: v.clone() for k, v in self.lam.items()}})
         if self.config.projection:
             from nscl.methods.dmnsp_bases import update_bases
 
             update_bases(self, task, batches)
+            self._log_null_dims(task)
+        if self.config.record_parameters:
+            self.snapshots.append({n: p.detach().cpu().clone() for n, p in self.params.items()})
         self.clip.eval()
 
     # -- projection pieces ----------------------------------------------------------------------
@@ -231,10 +240,29 @@ class DMNSP(ContinualMethod):
             row["lambda_mean"] = float(self.lam["visual"].mean())
         self.log.append(row)
 
+    def _log_null_dims(self, task: TaskInfo) -> None:
+        """Rank of each projection (its trace for a projector; the code's chain is none, so its basis width)."""
+        for tower, ops in self.operators.items():
+            for j in range(len(ops["down"])):
+                row = {"task": task.index, "tower": tower, "layer": j}
+                if self.config.variant == "code":
+                    row["down"] = int(self.state[tower]["bases"][j].shape[1])
+                else:
+                    row["down"] = round(float(ops["down"][j].trace()))
+                    row["up"] = round(float(ops["up"][j].trace()))
+                row["dim"] = int(ops["down"][j].shape[0])
+                self.null_dims.append(row)
+
+    def report(self) -> dict:
+        return {"log": list(self.log), "lambda": list(self.lambda_history), "null_dims": list(self.null_dims),
+                "parameters": list(self.snapshots)}
+
     # -- checkpoints ----------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"adapters": {n: p.detach().cpu() for n, p in self.params.items()},
                 "state": _to_cpu(self.state), "operators": _to_cpu(self.operators),
+                "lambda_history": _to_cpu(self.lambda_history), "null_dims": self.null_dims,
+                "snapshots": self.snapshots,
                 "lam": None if self.lam is None else _to_cpu(self.lam), "log": self.log,
                 "tokens": None if self.tokens is None else self.tokens.cpu(), "task": self.task}
 
@@ -246,6 +274,9 @@ class DMNSP(ContinualMethod):
         self.operators = _load_state(state["operators"], self.device)
         self.lam = state["lam"]
         self.log = list(state["log"])
+        self.lambda_history = list(state.get("lambda_history", []))
+        self.null_dims = list(state.get("null_dims", []))
+        self.snapshots = list(state.get("snapshots", []))
         self.tokens = None if state["tokens"] is None else state["tokens"].to(self.device)
         self.task = state["task"]
 

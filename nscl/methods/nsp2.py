@@ -88,6 +88,7 @@ class NSP2(ContinualMethod):
         self.projection: TwoSidedProjection | None = None
         self.previous_prompts: torch.Tensor | None = None
         self.null_space_info: list[list] = []
+        self.prompt_history: list[torch.Tensor] = []   # the prompts after every task (small: L x m x D)
         self.stats = ClassStatistics() if config.refine_head else None
         self.task: TaskInfo | None = None
 
@@ -159,6 +160,7 @@ class NSP2(ContinualMethod):
     @torch.no_grad()
     def end_task(self, task: TaskInfo, batches: Batches) -> None:
         self.previous_prompts = self.prompts.detach().clone()
+        self.prompt_history.append(self.previous_prompts.cpu())
         if self.config.refine_head:
             self._refine(task, batches)
         if self.recorder is None:
@@ -213,6 +215,7 @@ class NSP2(ContinualMethod):
             "previous_prompts": None if self.previous_prompts is None else self.previous_prompts.cpu(),
             "recorder": None if self.recorder is None else self.recorder.state_dict(),
             "null_space_info": self.null_space_info,
+            "prompt_history": self.prompt_history,
             "stats": None if self.stats is None else self.stats.state_dict(),
             "clip_proj": None if self.encoder.kind != "open_clip" or self.encoder.projection is None
             else self.encoder.projection.detach().cpu(),
@@ -238,11 +241,22 @@ class NSP2(ContinualMethod):
         if state["recorder"] is not None:
             self.recorder.load_state_dict(state["recorder"])
         self.null_space_info = list(state["null_space_info"])
+        self.prompt_history = list(state.get("prompt_history", []))
         if state["stats"] is not None:
             self.stats.load_state_dict(state["stats"])
         if state["clip_proj"] is not None:
             self.encoder.projection.data.copy_(state["clip_proj"].to(self.device))
         self.task = state["task"]
+
+
+    def report(self) -> dict:
+        """Prompts after every task and, for NSP², the null-space sizes per task, layer and condition."""
+        rows = [{"task": t, "layer": layer, "condition": cond, "dim": info.dim, "null_dim": info.null_dim,
+                 "captured_energy": info.captured_energy}
+                for t, per_layer in enumerate(self.null_space_info)
+                for layer, pair in zip(self.encoder.bank.layers, per_layer)
+                for cond, info in zip(("affinity", "aggregation"), pair)]
+        return {"null_space": rows, "prompts": list(self.prompt_history)}
 
 
 def _moved(recorder: ConditionRecorder, device: torch.device) -> ConditionRecorder:
