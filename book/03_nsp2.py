@@ -49,6 +49,7 @@ max_tasks = None         # None: all tasks
 data_root = None         # where CIFAR-100 / ImageNet-R / DomainNet live (default: $NSCL_DATA)
 download = False         # let torchvision download CIFAR-100 when the machine is online
 run_root = None          # None: build/outputs/03_nsp2/<preset>-<backbone>-<benchmark>; runs resume from here
+progress = False         # True: tqdm bars per task (long GPU runs)
 
 # %%
 from dataclasses import asdict, replace
@@ -69,6 +70,7 @@ if epochs is not None:
     experiment.run = replace(experiment.run, epochs=int(epochs))
 if max_tasks is not None:
     experiment.run = replace(experiment.run, max_tasks=int(max_tasks))
+experiment.run = replace(experiment.run, progress=progress)
 bench = experiment.benchmark
 out = output_dir("03_nsp2")
 runs = run_root or out / f"{preset}-{backbone}-{bench.id}"

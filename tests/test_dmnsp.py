@@ -165,14 +165,22 @@ def test_text_projection_is_only_an_ablation(shapes_tasks):
 @pytest.mark.parametrize("variant", ["paper", "code"])
 def test_killed_dmnsp_run_resumes_with_the_same_bases_and_results(shapes_tasks, tmp_path, variant):
     config = RunConfig(epochs=1, batch_size=16, progress=False)
-    full_method = make(variant=variant)
+    full_method = make(variant=variant, record_parameters=True)
     full = run_continual(full_method, shapes_tasks, config)
-    run_continual(make(variant=variant), shapes_tasks, RunConfig(epochs=1, batch_size=16, progress=False,
+    run_continual(make(variant=variant, record_parameters=True), shapes_tasks, RunConfig(epochs=1, batch_size=16, progress=False,
                                                                  max_tasks=2), run_dir=tmp_path)
     assert json.loads((tmp_path / "metrics.json").read_text())["tasks_done"] == 2
-    resumed_method = make(variant=variant)
+    resumed_method = make(variant=variant, record_parameters=True)
     resumed = run_continual(resumed_method, shapes_tasks, config, run_dir=tmp_path)
     np.testing.assert_allclose(resumed.accuracy, full.accuracy, atol=1e-12)
+    # the analysis report (coefficients, null-space sizes, parameter snapshots) survives the restart
+    a, b = full.extras["report"], resumed.extras["report"]
+    assert a["null_dims"] == b["null_dims"] and len(b["parameters"]) == shapes_tasks.n_tasks
+    for x, y in zip(a["lambda"], b["lambda"]):
+        torch.testing.assert_close(x["visual"], y["visual"])
+    for x, y in zip(a["parameters"], b["parameters"]):
+        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+    assert (tmp_path / "report.pt").exists()
     for a, b in zip(full_method.operators["visual"]["down"], resumed_method.operators["visual"]["down"]):
         torch.testing.assert_close(a, b)
 

@@ -211,6 +211,10 @@ def test_killed_nsp2_run_resumes_with_the_same_results(shapes_tasks, tmp_path, h
     resumed = run_continual(tiny_nsp2(head=head, refine_head=head == "text"), shapes_tasks, config, run_dir=tmp_path)
     np.testing.assert_allclose(resumed.accuracy, full.accuracy, atol=1e-12)
     assert resumed.metrics == full.metrics
+    a, b = full.extras["report"], resumed.extras["report"]
+    layers = len(tiny_nsp2().encoder.bank.layers)
+    assert a["null_space"] == b["null_space"] and len(b["null_space"]) == 2 * layers * shapes_tasks.n_tasks
+    assert all(torch.equal(x, y) for x, y in zip(a["prompts"], b["prompts"])) and len(b["prompts"]) == shapes_tasks.n_tasks
 
 
 def test_seq_baseline_has_no_projection_and_no_penalty(shapes_tasks):

@@ -89,6 +89,8 @@ class DMNSP(ContinualMethod):
         gen = torch.Generator().manual_seed(config.seed)
         self.adapters = add_adapters(clip_model, config.bottleneck, config.adapter_scale, config.adapter_dropout, gen)
         self.params = adapter_parameters(clip_model)
+        # the init is a function of the seed, so a resumed run rebuilds the same one
+        self.initial = {n: p.detach().cpu().clone() for n, p in self.params.items()} if config.record_parameters else {}
         for p in self.params.values():
             p.requires_grad_(True)
         self.towers = ("visual", "text") if config.project_text else ("visual",)
@@ -255,7 +257,7 @@ class DMNSP(ContinualMethod):
 
     def report(self) -> dict:
         return {"log": list(self.log), "lambda": list(self.lambda_history), "null_dims": list(self.null_dims),
-                "parameters": list(self.snapshots)}
+                "parameters": list(self.snapshots), "initial_parameters": self.initial}
 
     # -- checkpoints ----------------------------------------------------------------------------
     def state_dict(self) -> dict:
