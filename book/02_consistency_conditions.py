@@ -217,7 +217,7 @@ recorder = collect_conditions(encoder, [old_images])
 print(f"wide ViT: D = {encoder.width}, m = {encoder.bank.length}")
 
 # %%
-gains = [b.weights().norm.weight.detach() for b in encoder.prompted_blocks()]
+gains = encoder.ln_gains()
 p0 = encoder.bank.prompts.detach().clone()
 g = torch.randn_like(p0)
 steps = np.logspace(-4, -1, 7)
@@ -294,7 +294,6 @@ savefig(fig, out / "spectra_task.png")
 held_out = transform(task.images[-50:]).double()
 g4 = torch.randn_like(encoder4.bank.prompts)
 g4 = g4 / g4.norm() * 0.01 * encoder4.bank.prompts.detach().norm()
-gains4 = [b.weights().norm.weight.detach() for b in encoder4.prompted_blocks()]
 
 
 def measure(spec: ConditionSpec) -> dict:

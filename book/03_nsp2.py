@@ -52,7 +52,7 @@ run_root = None          # None: build/outputs/03_nsp2/<preset>-<backbone>-<benc
 progress = False         # True: tqdm bars per task (long GPU runs)
 
 # %%
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -66,11 +66,7 @@ from nscl.sweeps import mean_step_accuracies, summary_table
 from nscl.viz import plot_accuracy_matrix, plot_step_accuracies, savefig
 
 experiment = nsp2_experiment(preset, backbone, benchmark, device=device, data_root=data_root, download=download)
-if epochs is not None:
-    experiment.run = replace(experiment.run, epochs=int(epochs))
-if max_tasks is not None:
-    experiment.run = replace(experiment.run, max_tasks=int(max_tasks))
-experiment.run = replace(experiment.run, progress=progress)
+experiment.with_run(epochs=epochs, max_tasks=max_tasks, progress=progress)
 bench = experiment.benchmark
 out = output_dir("03_nsp2")
 runs = run_root or out / f"{preset}-{backbone}-{bench.id}"
@@ -102,11 +98,7 @@ summary
 # With the paper preset, the paper's numbers for the benchmark are printed beside ours:
 
 # %%
-reference = experiment.reference()
-if len(reference):
-    print(reference[["method", "metric", "value", "source"]].to_string(index=False))
-else:
-    print(f"no published numbers for {bench.id} (the tiny benchmark is ours)")
+print(experiment.reference_text())
 
 # %% [markdown]
 # ## 3.2 Accuracy task by task

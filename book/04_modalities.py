@@ -54,7 +54,6 @@ run_root = None       # None: build/outputs/04_modalities/<preset>-<benchmark>
 progress = False      # True: tqdm bars per task (long GPU runs)
 
 # %%
-from dataclasses import replace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -69,11 +68,7 @@ from nscl.viz import savefig
 
 experiment = dmnsp_experiment(preset, benchmark, device=device, data_root=data_root, download=download,
                               joint=False, record_parameters=True)
-if epochs is not None:
-    experiment.run = replace(experiment.run, epochs=int(epochs))
-if max_tasks is not None:
-    experiment.run = replace(experiment.run, max_tasks=int(max_tasks))
-experiment.run = replace(experiment.run, progress=progress)
+experiment.with_run(epochs=epochs, max_tasks=max_tasks, progress=progress)
 out = output_dir("04_modalities")
 runs = run_root or out / f"{preset}-{experiment.benchmark.id}"
 frame, results = experiment.run_all(seeds=[seed], run_root=runs, only=["adapter-Seq", "DMNSP"])

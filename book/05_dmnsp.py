@@ -66,7 +66,6 @@ run_root = None             # None: build/outputs/05_dmnsp/<preset>-<benchmark>
 progress = False            # True: tqdm bars per task (long GPU runs)
 
 # %%
-from dataclasses import replace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -80,11 +79,7 @@ from nscl.viz import plot_accuracy_matrix, plot_step_accuracies, savefig
 
 experiment = dmnsp_experiment(preset, benchmark, device=device, data_root=data_root, download=download,
                               variants=tuple(variants), joint=True)
-experiment.run = replace(experiment.run, progress=progress)
-if epochs is not None:
-    experiment.run = replace(experiment.run, epochs=int(epochs))
-if max_tasks is not None:
-    experiment.run = replace(experiment.run, max_tasks=int(max_tasks))
+experiment.with_run(epochs=epochs, max_tasks=max_tasks, progress=progress)
 bench = experiment.benchmark
 out = output_dir("05_dmnsp")
 runs = run_root or out / f"{preset}-{bench.id}"
@@ -110,11 +105,7 @@ summary.to_csv(out / "summary.csv")
 summary
 
 # %%
-reference = experiment.reference()
-if len(reference):
-    print(reference[["method", "metric", "value", "source"]].to_string(index=False))
-else:
-    print(f"no published numbers for {bench.id} (the tiny benchmark is ours)")
+print(experiment.reference_text())
 
 # %%
 fig, ax = plt.subplots(figsize=(6.5, 4))

@@ -100,7 +100,7 @@ def test_layernorm_breaks_first_order_unless_handled():
     """Raw prompt updates: the paper's projectors leave a first-order change; folding the LN gain and
     keeping each token's mean and std (ln_exact + ln_invariant) makes it second order."""
     enc, x_old, rec = exact_setting(small_vit())
-    gains = [b.weights().norm.weight.detach() for b in enc.prompted_blocks()]
+    gains = enc.ln_gains()
     p0 = enc.bank.prompts.detach().clone()
     u = torch.randn_like(p0)
 

@@ -172,8 +172,7 @@ class NSP2(ContinualMethod):
         finally:
             self.encoder.bank.recorder = None
         self.recorder.end_task(task.n_train)
-        gains = [blk.weights().norm.weight.detach() for blk in self.encoder.prompted_blocks()]
-        left, right, infos = condition_projectors(self.recorder, self.config.conditions, gains,
+        left, right, infos = condition_projectors(self.recorder, self.config.conditions, self.encoder.ln_gains(),
                                                   self.prompts.detach(), dtype=self.prompts.dtype)
         self.projection = TwoSidedProjection(left.to(self.device), right.to(self.device))
         self.null_space_info.append(infos)

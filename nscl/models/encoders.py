@@ -42,6 +42,10 @@ class PromptedEncoder(nn.Module):
     def prompted_blocks(self) -> list[PromptedBlock]:
         return [b for b in transformer_blocks(self.model) if isinstance(b, PromptedBlock)]
 
+    def ln_gains(self) -> list[torch.Tensor]:
+        """Each prompted block's LayerNorm gain (what `ConditionSpec.ln_exact` folds into the conditions)."""
+        return [b.weights().norm.weight.detach() for b in self.prompted_blocks()]
+
     def pre_logits(self, images: torch.Tensor) -> torch.Tensor:
         m = self.model
         if self.kind == "timm":

@@ -132,8 +132,20 @@ class Experiment:
             frame.to_csv(Path(run_root) / "metrics.csv", index=False)
         return frame, results
 
+    def with_run(self, **changes) -> "Experiment":
+        """Override run settings (epochs, max_tasks, progress...); None keeps the recipe's value."""
+        self.run = replace(self.run, **{k: v for k, v in changes.items() if v is not None})
+        return self
+
     def reference(self) -> pd.DataFrame:
         return reference_results(self.benchmark.id)
+
+    def reference_text(self) -> str:
+        """The papers' numbers for this benchmark as a printable table, or why there are none."""
+        frame = self.reference()
+        if not len(frame):
+            return f"no published numbers for {self.benchmark.id} (the tiny benchmark is ours)"
+        return frame[["method", "metric", "value", "source"]].to_string(index=False)
 
 
 def check_preset(preset: str) -> Literal["tiny", "paper"]:
