@@ -90,6 +90,25 @@ def test_shape_is_inside_the_image_and_reasonably_large() -> None:
     assert (alpha[:, [0, -1], :].sum(2) < size // 2).all() and (alpha[:, :, [0, -1]].sum(1) < size // 2).all()
 
 
+def test_tinted_backgrounds_are_coloured_and_deterministic() -> None:
+    grey = make_shapes100("test", n_per_class=20, image_size=32, classes=range(10)).images.float() / 255
+    tinted = make_shapes100("test", n_per_class=20, image_size=32, classes=range(10), background="tinted")
+    again = make_shapes100("test", n_per_class=20, image_size=32, classes=range(10), background="tinted")
+    assert torch.equal(tinted.images, again.images)
+    tinted = tinted.images.float() / 255
+
+    def corner_saturation(images: torch.Tensor) -> torch.Tensor:
+        # per-image channel spread of the 3x3 corners, which the shape never reaches (mean over corners)
+        corners = torch.cat([images[..., :3, :3], images[..., :3, -3:], images[..., -3:, :3], images[..., -3:, -3:]],
+                            dim=-1)
+        spread = corners.amax(dim=1) - corners.amin(dim=1)
+        return spread.flatten(1).mean(1)
+
+    # grey: a slight cast and pixel noise only; tinted: most images clearly coloured (some tints are white/black)
+    assert corner_saturation(grey).median() < 0.15
+    assert corner_saturation(tinted).median() > 0.3
+
+
 @pytest.mark.parametrize(
     ("kwargs", "parameter"),
     [
@@ -101,6 +120,7 @@ def test_shape_is_inside_the_image_and_reasonably_large() -> None:
         ({"classes": [0, 100]}, "classes"),
         ({"classes": [-1]}, "classes"),
         ({"classes": []}, "classes"),
+        ({"background": "blue"}, "background"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(kwargs: dict, parameter: str) -> None:

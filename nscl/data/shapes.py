@@ -2,7 +2,9 @@
 
 Each image shows one shape of the class colour, randomly placed, scaled, rotated and mirrored, on a
 low-saturation textured background (smooth noise + gradient + optional stripes + pixel noise).
-Class names read "<colour> <shape>" so a small text encoder can learn compositional names, and
+With `background="tinted"` the background is pulled 50-80% of the way towards a random palette
+colour: a domain shift for models pretrained on the grey backgrounds (colour naming gets harder,
+the shapes stay learnable), which the tiny DMNSP benchmark uses. Class names read "<colour> <shape>" so a small text encoder can learn compositional names, and
 `label = colour_index * 10 + shape_index`.
 
 Rendering is vectorised over the batch: every image gets an inverse similarity transform of a
@@ -39,6 +41,8 @@ _SPLITS = {"train": 0, "test": 1}
 _DEFAULT_N_PER_CLASS = {"train": 500, "test": 100}
 _PIXEL_BUDGET = 1 << 21  # pixels rendered per chunk: bounds memory to ~100 MB at any image size
 _SCALE_RANGE = (0.45, 0.8)  # shape diameter as a fraction of the image side
+BACKGROUNDS: tuple[str, ...] = ("grey", "tinted")
+_TINT_RANGE = (0.5, 0.8)  # tinted backgrounds: weight of the palette colour in the mix
 
 Array = np.ndarray
 
@@ -200,13 +204,23 @@ def _background(b: int, image_size: int, rng: np.random.Generator) -> Array:
     return np.clip(lum[:, None] + tint, 0.2, 0.8)
 
 
-def _render_chunk(labels: Array, image_size: int, rng: np.random.Generator) -> Array:
+def _tint(image: Array, rng: np.random.Generator) -> Array:
+    """Pull each background towards a random palette colour (possibly the shape's own hue)."""
+    b = len(image)
+    hue = _RGB[rng.integers(0, len(_RGB), b)][:, :, None, None]
+    weight = rng.uniform(*_TINT_RANGE, (b, 1, 1, 1)).astype(np.float32)
+    return image * (1.0 - weight) + weight * hue
+
+
+def _render_chunk(labels: Array, image_size: int, rng: np.random.Generator, background: str = "grey") -> Array:
     b = len(labels)
     colour = _RGB[labels // len(SHAPES)]
     colour = colour * rng.uniform(0.88, 1.08, (b, 1)).astype(np.float32)
     colour = colour + rng.normal(0.0, 0.025, (b, 3)).astype(np.float32)
     alpha = _shape_alpha(labels % len(SHAPES), image_size, rng)[:, None]
     image = _background(b, image_size, rng)
+    if background == "tinted":
+        image = _tint(image, rng)
     image += alpha * (colour[:, :, None, None] - image)
     noise = rng.standard_normal(image.shape, dtype=np.float32)  # sensor noise over everything
     image *= 255.0
@@ -220,13 +234,15 @@ def _check_int(name: str, value: object, minimum: int, hint: str) -> int:
     return int(value)
 
 
-def render_shapes(labels: np.ndarray, image_size: int, rng: np.random.Generator) -> np.ndarray:
-    """Render one image per label as uint8 (N, 3, image_size, image_size).
+def render_shapes(labels: np.ndarray, image_size: int, rng: np.random.Generator,
+                  background: str = "grey") -> np.ndarray:
+    """Render one image per label as uint8 (N, 3, image_size, image_size) on `background` (BACKGROUNDS).
 
     Work is split into chunks of a fixed pixel budget (a function of image_size only), so the output
     is a deterministic function of (labels, image_size, rng state).
     """
     image_size = _check_int("image_size", image_size, 8, "Use a side length of at least 8 pixels.")
+    _check_background(background)
     labels = np.asarray(labels)
     if labels.ndim != 1 or (labels.size and not np.issubdtype(labels.dtype, np.integer)):
         raise ValueError(
@@ -242,8 +258,14 @@ def render_shapes(labels: np.ndarray, image_size: int, rng: np.random.Generator)
     out = np.empty((len(labels), 3, image_size, image_size), dtype=np.uint8)
     step = max(1, _PIXEL_BUDGET // (image_size * image_size))
     for start in range(0, len(labels), step):
-        out[start : start + step] = _render_chunk(labels[start : start + step], image_size, rng)
+        out[start : start + step] = _render_chunk(labels[start : start + step], image_size, rng, background)
     return out
+
+
+def _check_background(background: str) -> None:
+    if background not in BACKGROUNDS:
+        raise ValueError(f"background must be one of {BACKGROUNDS}; got {background!r}. 'grey' is the pretraining "
+                         "look, 'tinted' the shifted domain of the tiny DMNSP benchmark.")
 
 
 def _class_rng(seed: int, split: str, label: int) -> np.random.Generator:
@@ -258,6 +280,7 @@ def make_shapes100(
     image_size: int = 32,
     seed: int = 0,
     classes: Sequence[int] | None = None,
+    background: str = "grey",
 ) -> TensorImageSet:
     """Generate the shapes100 set in memory, ordered by class.
 
@@ -267,6 +290,7 @@ def make_shapes100(
         image_size: side length in pixels (square RGB images).
         seed: non-negative integer; the same arguments give bit-identical images.
         classes: labels to generate (default all 100); targets keep the global label ids.
+        background: "grey" (default) or "tinted" (the shifted domain; other pixels than "grey" throughout).
     """
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {sorted(_SPLITS)}; got {split!r}. Use 'train' or 'test'.")
@@ -275,6 +299,7 @@ def make_shapes100(
     n_per_class = _check_int("n_per_class", n_per_class, 1, "Ask for at least one image per class.")
     image_size = _check_int("image_size", image_size, 8, "Use a side length of at least 8 pixels.")
     seed = _check_int("seed", seed, 0, "Use a non-negative integer seed.")
+    _check_background(background)
     if classes is None:
         labels = list(range(NUM_CLASSES))
     else:
@@ -288,7 +313,7 @@ def make_shapes100(
         labels = sorted({int(c) for c in classes})
 
     images = np.concatenate(
-        [render_shapes(np.full(n_per_class, c), image_size, _class_rng(seed, split, c)) for c in labels]
+        [render_shapes(np.full(n_per_class, c), image_size, _class_rng(seed, split, c), background) for c in labels]
     )
     targets = torch.as_tensor(np.repeat(np.asarray(labels, dtype=np.int64), n_per_class))
     return TensorImageSet(name="shapes100", images=torch.from_numpy(images), targets=targets, classes=class_names())

@@ -15,7 +15,8 @@ Two variants (the paper's text was not available to us; see book chapter 5):
   (adapter input x for the down-projection, bottleneck activation h for the up-projection) over all
   of the task's training data (eval mode), accumulated over tasks; the multi-layer "common subspace"
   is the exact intersection of the layers' null spaces (each layer drops its top `top_select`
-  directions); one coefficient per weight, the mean of its row.
+  directions, or those holding `energy_threshold` of the energy); one coefficient per weight, the
+  mean of its row.
 With `projection=False` the same model is the adapter-Seq baseline.
 """
 
@@ -43,6 +44,10 @@ class DMNSPConfig:
     projection: bool = True                 # False: adapter-Seq
     variant: Literal["paper", "code"] = "paper"
     top_select: int = 1
+    # None: drop each layer's top `top_select` directions (the official rule). A fraction in (0, 1): drop the
+    # fewest top directions holding that share of the energy instead (GPM-style; the released code defines
+    # DEFAULT_THRESHOLD = 0.985 but never uses it). Paper variant only.
+    energy_threshold: float | None = None
     top_k_ratio: float = 0.1
     lambda_scale: float = 30.0
     dynamic_lambda: bool = True             # False: lambda = lambda_scale everywhere (ablation)
@@ -66,6 +71,13 @@ class DMNSPConfig:
             raise ValueError(f"variant={self.variant!r}: choose 'paper' or 'code'")
         if self.loss_over not in ("task", "seen"):
             raise ValueError(f"loss_over={self.loss_over!r}: choose 'task' or 'seen'")
+        if self.energy_threshold is not None:
+            if not 0 < self.energy_threshold < 1:
+                raise ValueError(f"energy_threshold={self.energy_threshold}: give a fraction in (0, 1), e.g. 0.985, "
+                                 "or None to drop the top `top_select` directions")
+            if self.variant == "code":
+                raise ValueError("energy_threshold applies to variant='paper'; the code variant drops the top "
+                                 "`top_select` directions as the released code does (set energy_threshold=None)")
         if self.top_select < 0 or not 0 < self.top_k_ratio <= 1:
             raise ValueError(f"need top_select >= 0 and 0 < top_k_ratio <= 1; got {self.top_select}, {self.top_k_ratio}")
 

@@ -7,9 +7,9 @@ import torch.nn.functional as F
 
 from nscl.methods.base import Batches, TaskInfo
 from nscl.multilayer import drop_top_basis, gram, intersection_projector, projector_chain
-from nscl.nullspace import CovarianceAccumulator, spectrum
+from nscl.nullspace import CovarianceAccumulator, NullSpaceRule, null_space_mask, spectrum
 
-__all__ = ["update_bases"]
+__all__ = ["update_bases", "removed_rule", "split_top"]
 
 
 @torch.no_grad()
@@ -62,10 +62,19 @@ def _accumulate_inputs(method, task: TaskInfo, batches: Batches) -> None:
             acc.end_task()
 
 
-def _top(cov: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(top k eigenvectors, the remaining ones) of a PSD matrix."""
-    _, u = spectrum(cov)
-    return u[:, :k], u[:, k:]
+def removed_rule(top_select: int, energy_threshold: float | None) -> NullSpaceRule:
+    """The rule for the directions a layer keeps free: all but the top `top_select`, or the tail
+    holding at most 1 - `energy_threshold` of the energy."""
+    if energy_threshold is None:
+        return NullSpaceRule("drop_top", top_select)
+    return NullSpaceRule("energy", 1.0 - energy_threshold)
+
+
+def split_top(cov: torch.Tensor, rule: NullSpaceRule) -> tuple[torch.Tensor, torch.Tensor]:
+    """(removed top eigenvectors, the null-space ones) of a PSD matrix under `rule`."""
+    s, u = spectrum(cov)
+    null = null_space_mask(s, rule)
+    return u[:, ~null], u[:, null]
 
 
 @torch.no_grad()
@@ -88,9 +97,10 @@ def update_bases(method, task: TaskInfo, batches: Batches) -> None:
             method.operators[tower] = {"down": down}
         return
     _accumulate_inputs(method, task, batches)
+    rule = removed_rule(cfg.top_select, cfg.energy_threshold)
     for tower in method.towers:
         state = method.state[tower]
-        split = [_top(acc.matrix, cfg.top_select) for acc in state["x"]]
+        split = [split_top(acc.matrix, rule) for acc in state["x"]]
         state["lambda_bases"] = [rest.float() for _, rest in split]
         dim = state["x"][0].dim
         if cfg.multi_layer:
@@ -98,5 +108,5 @@ def update_bases(method, task: TaskInfo, batches: Batches) -> None:
             down = [common] * len(split)
         else:
             down = [intersection_projector(top, dim).float() for top, _ in split]
-        up = [intersection_projector(_top(acc.matrix, cfg.top_select)[0], acc.dim).float() for acc in state["h"]]
+        up = [intersection_projector(split_top(acc.matrix, rule)[0], acc.dim).float() for acc in state["h"]]
         method.operators[tower] = {"down": down, "up": up}

@@ -56,6 +56,9 @@ BENCHMARKS: dict[str, Benchmark] = {b.id: b for b in [
     Benchmark("tinyimagenet-100-20", "tinyimagenet", 200, 100, 20, "tinyimagenet_dmnsp"),
     # the tiny preset: the 50 novel shapes100 classes (unseen in pretraining), 10 tasks of 5
     Benchmark("shapes100-10s", "shapes100", 50, 5, 5, "shapes100_novel"),
+    # the same classes on tinted backgrounds: a domain shift from the tiny CLIP's pretraining images,
+    # so that adapters have something to learn (as CLIP on 32 px CIFAR); the tiny DMNSP benchmark
+    Benchmark("shapes100-tinted-10s", "shapes100-tinted", 50, 5, 5, "shapes100_novel"),
 ]}
 
 
@@ -69,14 +72,15 @@ def load_benchmark(benchmark_id: str, seed: int = 0, root: str | Path | None = N
                    shapes_train_per_class: int = 100, shapes_test_per_class: int = 50) -> ContinualData:
     """Train/test data of a benchmark with its scenario (class order by the benchmark's rule)."""
     bench = _benchmark(benchmark_id)
-    if bench.dataset == "shapes100":
+    if bench.dataset.startswith("shapes100"):
         from nscl.models.tiny import NOVEL_CLASSES, TINY_IMAGE_SIZE
 
         # seed 1 for the images: other samples than the pretraining set (which only has base classes anyway)
+        look = {"background": "tinted"} if bench.dataset == "shapes100-tinted" else {}
         train = load_dataset("shapes100", "train", n_per_class=shapes_train_per_class, image_size=TINY_IMAGE_SIZE,
-                             seed=1)
+                             seed=1, **look)
         test = load_dataset("shapes100", "test", n_per_class=shapes_test_per_class, image_size=TINY_IMAGE_SIZE,
-                            seed=1)
+                            seed=1, **look)
         order = list(NOVEL_CLASSES)
     else:
         options = {"download": download} if bench.dataset == "cifar100" else {}
