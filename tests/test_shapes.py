@@ -95,6 +95,7 @@ def test_tinted_backgrounds_are_coloured_and_deterministic() -> None:
     tinted = make_shapes100("test", n_per_class=20, image_size=32, classes=range(10), background="tinted")
     again = make_shapes100("test", n_per_class=20, image_size=32, classes=range(10), background="tinted")
     assert torch.equal(tinted.images, again.images)
+    assert tinted.name == "shapes100-tinted"          # run fingerprints tell the two looks apart
     tinted = tinted.images.float() / 255
 
     def corner_saturation(images: torch.Tensor) -> torch.Tensor:

@@ -169,14 +169,14 @@ def _tinyimagenet(split: str, root: Path, storage_size: int = 64) -> FileImageSe
 
 def _shapes100(split: str, n_per_class: int | None = None, image_size: int = 32, seed: int = 0,
                cache: bool = True, background: str = "grey") -> TensorImageSet:
-    from nscl.data.shapes import make_shapes100
+    from nscl.data.shapes import dataset_name, make_shapes100
 
     n = n_per_class if n_per_class is not None else (500 if split == "train" else 100)
     style = "" if background == "grey" else f"_{background}"
     path = cache_dir() / "shapes100" / f"{split}_n{n}_s{image_size}_seed{seed}{style}.pt"
     if cache and path.exists():
         blob = torch.load(path)
-        return TensorImageSet("shapes100", blob["images"], blob["targets"], tuple(blob["classes"]))
+        return TensorImageSet(dataset_name(background), blob["images"], blob["targets"], tuple(blob["classes"]))
     data = make_shapes100(split=split, n_per_class=n, image_size=image_size, seed=seed, background=background)
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)

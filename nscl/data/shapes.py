@@ -4,7 +4,8 @@ Each image shows one shape of the class colour, randomly placed, scaled, rotated
 low-saturation textured background (smooth noise + gradient + optional stripes + pixel noise).
 With `background="tinted"` the background is pulled 50-80% of the way towards a random palette
 colour: a domain shift for models pretrained on the grey backgrounds (colour naming gets harder,
-the shapes stay learnable), which the tiny DMNSP benchmark uses. Class names read "<colour> <shape>" so a small text encoder can learn compositional names, and
+the shapes stay learnable), which the tiny DMNSP benchmark uses. Class names read
+"<colour> <shape>" so a small text encoder can learn compositional names, and
 `label = colour_index * 10 + shape_index`.
 
 Rendering is vectorised over the batch: every image gets an inverse similarity transform of a
@@ -268,6 +269,12 @@ def _check_background(background: str) -> None:
                          "look, 'tinted' the shifted domain of the tiny DMNSP benchmark.")
 
 
+def dataset_name(background: str = "grey") -> str:
+    """The set's name, which run fingerprints compare: "shapes100", or "shapes100-tinted" for the shifted look."""
+    _check_background(background)
+    return "shapes100" if background == "grey" else f"shapes100-{background}"
+
+
 def _class_rng(seed: int, split: str, label: int) -> np.random.Generator:
     # One stream per (seed, split, class): train and test never share samples, and a class renders
     # the same images whether or not other classes are requested alongside it.
@@ -316,4 +323,5 @@ def make_shapes100(
         [render_shapes(np.full(n_per_class, c), image_size, _class_rng(seed, split, c), background) for c in labels]
     )
     targets = torch.as_tensor(np.repeat(np.asarray(labels, dtype=np.int64), n_per_class))
-    return TensorImageSet(name="shapes100", images=torch.from_numpy(images), targets=targets, classes=class_names())
+    return TensorImageSet(name=dataset_name(background), images=torch.from_numpy(images), targets=targets,
+                          classes=class_names())

@@ -9,7 +9,7 @@ from nscl.methods.base import Batches, TaskInfo
 from nscl.multilayer import drop_top_basis, gram, intersection_projector, projector_chain
 from nscl.nullspace import CovarianceAccumulator, NullSpaceRule, null_space_mask, spectrum
 
-__all__ = ["update_bases", "removed_rule", "split_top"]
+__all__ = ["update_bases", "layer_null_space_rule", "split_top"]
 
 
 @torch.no_grad()
@@ -62,9 +62,9 @@ def _accumulate_inputs(method, task: TaskInfo, batches: Batches) -> None:
             acc.end_task()
 
 
-def removed_rule(top_select: int, energy_threshold: float | None) -> NullSpaceRule:
-    """The rule for the directions a layer keeps free: all but the top `top_select`, or the tail
-    holding at most 1 - `energy_threshold` of the energy."""
+def layer_null_space_rule(top_select: int, energy_threshold: float | None) -> NullSpaceRule:
+    """Which directions of a layer's features stay free (its null space): all but the top
+    `top_select`, or the tail holding at most 1 - `energy_threshold` of the energy."""
     if energy_threshold is None:
         return NullSpaceRule("drop_top", top_select)
     return NullSpaceRule("energy", 1.0 - energy_threshold)
@@ -97,7 +97,7 @@ def update_bases(method, task: TaskInfo, batches: Batches) -> None:
             method.operators[tower] = {"down": down}
         return
     _accumulate_inputs(method, task, batches)
-    rule = removed_rule(cfg.top_select, cfg.energy_threshold)
+    rule = layer_null_space_rule(cfg.top_select, cfg.energy_threshold)
     for tower in method.towers:
         state = method.state[tower]
         split = [split_top(acc.matrix, rule) for acc in state["x"]]

@@ -37,6 +37,7 @@ class Benchmark:
     initial_increment: int
     increment: int
     class_order: str           # "seeded": NSP²'s shuffle by numpy PCG64(2024 + seed); else a data/class_orders file
+    options: tuple[tuple[str, object], ...] = ()   # extra load_dataset options, e.g. (("background", "tinted"),)
 
     @property
     def n_tasks(self) -> int:
@@ -58,7 +59,7 @@ BENCHMARKS: dict[str, Benchmark] = {b.id: b for b in [
     Benchmark("shapes100-10s", "shapes100", 50, 5, 5, "shapes100_novel"),
     # the same classes on tinted backgrounds: a domain shift from the tiny CLIP's pretraining images,
     # so that adapters have something to learn (as CLIP on 32 px CIFAR); the tiny DMNSP benchmark
-    Benchmark("shapes100-tinted-10s", "shapes100-tinted", 50, 5, 5, "shapes100_novel"),
+    Benchmark("shapes100-tinted-10s", "shapes100", 50, 5, 5, "shapes100_novel", (("background", "tinted"),)),
 ]}
 
 
@@ -72,18 +73,19 @@ def load_benchmark(benchmark_id: str, seed: int = 0, root: str | Path | None = N
                    shapes_train_per_class: int = 100, shapes_test_per_class: int = 50) -> ContinualData:
     """Train/test data of a benchmark with its scenario (class order by the benchmark's rule)."""
     bench = _benchmark(benchmark_id)
-    if bench.dataset.startswith("shapes100"):
+    options = dict(bench.options)
+    if bench.dataset == "shapes100":
         from nscl.models.tiny import NOVEL_CLASSES, TINY_IMAGE_SIZE
 
         # seed 1 for the images: other samples than the pretraining set (which only has base classes anyway)
-        look = {"background": "tinted"} if bench.dataset == "shapes100-tinted" else {}
         train = load_dataset("shapes100", "train", n_per_class=shapes_train_per_class, image_size=TINY_IMAGE_SIZE,
-                             seed=1, **look)
+                             seed=1, **options)
         test = load_dataset("shapes100", "test", n_per_class=shapes_test_per_class, image_size=TINY_IMAGE_SIZE,
-                            seed=1, **look)
+                            seed=1, **options)
         order = list(NOVEL_CLASSES)
     else:
-        options = {"download": download} if bench.dataset == "cifar100" else {}
+        if bench.dataset == "cifar100":
+            options["download"] = download
         train = load_dataset(bench.dataset, "train", root=root, **options)
         test = load_dataset(bench.dataset, "test", root=root, **options)
         if bench.class_order == "seeded":
