@@ -33,7 +33,7 @@ from nscl.data.loading import iterate_batches
 from nscl.methods.base import PRECISIONS, ContinualMethod, TaskInfo
 from nscl.metrics import ContinualMetrics, summarize
 
-__all__ = ["RunConfig", "RunResult", "RunMismatchError", "run_continual", "evaluate", "seed_everything"]
+__all__ = ["RunConfig", "RunResult", "RunMismatchError", "run_continual", "evaluate", "seed_everything", "repeated"]
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -124,6 +124,18 @@ def evaluate(method: ContinualMethod, data: ImageSet, config: RunConfig,
     return counts[0] / n, (counts[1] / n if task_positions is not None else float("nan"))
 
 
+def repeated(data: ImageSet, repeats: int) -> ImageSet:
+    """`data` listed `repeats` times, so that one shuffle mixes all copies (NSP²'s expand_times).
+
+    The official loop repeats the task's data set and batches the result once per epoch:
+    ceil(repeats * n / batch) steps (196 for a CIFAR-100 task of 5,000 images, 10 repeats, batch 256),
+    not repeats * ceil(n / batch) (200) with a reshuffle per copy.
+    """
+    if repeats == 1:
+        return data
+    return data.subset(np.tile(np.arange(len(data)), repeats))
+
+
 def _fingerprint(method: ContinualMethod, data: ContinualData, config: RunConfig) -> dict:
     cfg = asdict(config)
     for volatile in ("progress", "num_workers", "max_tasks"):
@@ -192,7 +204,8 @@ def run_continual(method: ContinualMethod, data: ContinualData, config: RunConfi
     for t in range(start, n_tasks):
         seed_everything(_task_seed(config.seed, t))
         train_set = data.tasks_up_to(t, "train") if config.joint else data.task(t, "train")
-        steps_per_epoch = config.data_repeats * math.ceil(len(train_set) / config.batch_size)
+        epoch_set = repeated(train_set, config.data_repeats)
+        steps_per_epoch = math.ceil(len(epoch_set) / config.batch_size)
         info = TaskInfo(index=t, positions=data.scenario.task_positions(t), n_seen=data.scenario.n_seen(t),
                         class_names=data.class_names, n_train=len(train_set), steps_per_epoch=steps_per_epoch,
                         epochs=config.epochs)
@@ -202,14 +215,14 @@ def run_continual(method: ContinualMethod, data: ContinualData, config: RunConfi
         aug = torch.Generator().manual_seed(_task_seed(config.seed, t, salt=1))
         bar = tqdm(total=info.total_steps if method.trains else 0, desc=f"{method.name} task {t + 1}/{n_tasks}", disable=not config.progress,
                    leave=False)
-        for epoch in range(config.epochs * config.data_repeats if method.trains else 0):
-            for images, labels in iterate_batches(train_set, config.batch_size, shuffle=True,
+        for epoch in range(config.epochs if method.trains else 0):
+            for images, labels in iterate_batches(epoch_set, config.batch_size, shuffle=True,
                                                   seed=_task_seed(config.seed, t, salt=100 + epoch),
                                                   device=method.device, num_workers=config.num_workers):
                 loss = method.training_step(method.transform(images, train=True, generator=aug), labels)
                 loss_sum += loss.detach()  # stays on the device: no host sync per step
                 bar.update(1)
-            if (epoch + 1) % config.data_repeats == 0:
+            if config.progress:
                 bar.set_postfix(loss=f"{loss_sum.item() / max(bar.n, 1):.4f}")
         bar.close()
         train_time = time.perf_counter() - t0

@@ -218,7 +218,7 @@ def test_killed_nsp2_run_resumes_with_the_same_results(shapes_tasks, tmp_path, h
 
 
 def test_seq_baseline_has_no_projection_and_no_penalty(shapes_tasks):
-    method = tiny_nsp2(null_space=False)
+    method = tiny_nsp2(null_space=False, drift_weight=0.0)
     assert method.name == "VPT-Seq" and seq_config(method.config) == method.config
     run_continual(method, shapes_tasks, RunConfig(epochs=1, batch_size=16, progress=False, max_tasks=2))
     assert method.projection is None and method.recorder is None

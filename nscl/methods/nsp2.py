@@ -31,12 +31,14 @@ from nscl.models.encoders import PromptedEncoder, TaskHeads, TextClassifier, enc
 from nscl.optim import ProjectedAdam, TwoSidedProjection
 from nscl.refine import ClassStatistics, RefineConfig, refine_classifier
 
-__all__ = ["NSP2Config", "NSP2", "seq_config"]
+__all__ = ["NSP2Config", "NSP2", "seq_config", "control_configs", "multistep_lr"]
 
 
 @dataclass(frozen=True)
 class NSP2Config:
-    null_space: bool = True                      # False: the Seq baseline
+    null_space: bool = True                      # False: no projection (Seq, frozen and joint controls)
+    freeze_prompts: bool = False                 # True: prompts train on the first task only (frozen control)
+    loss_over: Literal["task", "seen"] = "task"  # "seen": CE over every seen class, all heads train (joint)
     prompt_length: int = 4
     prompt_layers: tuple[int, ...] | None = None  # None: every block
     head: Literal["task_linear", "text"] = "task_linear"
@@ -47,7 +49,7 @@ class NSP2Config:
     temperature: float = 28.0
     conditions: ConditionSpec = ConditionSpec(eta1=0.97, eta2=0.97)
     accumulate: Literal["sum", "mean"] = "sum"   # across tasks
-    drift_weight: float = 1.0
+    drift_weight: float = 1.0                    # the drift penalty's weight (from the 2nd task on); 0: off
     logit_scale: float = 4.605170249938965       # text head: initial log scale (ln 100)
     train_logit_scale: bool = True
     templates: tuple[str, ...] = ("a photo of a {}.",)
@@ -63,6 +65,28 @@ class NSP2Config:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         if list(self.milestones) != sorted(self.milestones):
             raise ValueError(f"milestones must be increasing epochs, got {self.milestones}")
+        if not self.lr > 0:
+            raise ValueError(f"NSP2Config.lr={self.lr}: the learning rate must be positive (the recipes use 1e-2 or 1e-3)")
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"NSP2Config.gamma={self.gamma}: the lr decay factor must lie in (0, 1] (the recipes: 0.1)")
+        if not self.drift_weight >= 0:
+            raise ValueError(f"NSP2Config.drift_weight={self.drift_weight}: give a weight >= 0 (0 switches it off)")
+        if self.accumulate not in ("sum", "mean"):
+            raise ValueError(f"NSP2Config.accumulate={self.accumulate!r}: choose 'sum' (official) or 'mean'")
+        if self.loss_over not in ("task", "seen"):
+            raise ValueError(f"NSP2Config.loss_over={self.loss_over!r}: choose 'task' (the methods) or 'seen' (joint)")
+        if self.prompt_length < 1:
+            raise ValueError(f"NSP2Config.prompt_length={self.prompt_length}: give at least 1 prompt token")
+
+
+def multistep_lr(epoch: int, lr: float, milestones: tuple[int, ...], gamma: float) -> float:
+    """Learning rate of 0-based `epoch` under the official schedule.
+
+    The official loop steps timm's MultiStepLRScheduler with the number of finished epochs, and timm
+    decays at bisect_right(milestones, t + 1): with milestones (5, 8) the 10 epochs run at
+    lr x4, lr*gamma x3, lr*gamma^2 x3 (the decay lands one epoch before the milestone's number).
+    """
+    return lr * gamma ** bisect.bisect_right(milestones, epoch + 1)
 
 
 class NSP2(ContinualMethod):
@@ -118,22 +142,28 @@ class NSP2(ContinualMethod):
         return self.text(self.encoder.project(features), classes)
 
     def _lr(self, step: int) -> float:
-        epoch = step // max(self.task.steps_per_epoch, 1)
-        return self.config.lr * self.config.gamma ** bisect.bisect_right(self.config.milestones, epoch)
+        return multistep_lr(step // max(self.task.steps_per_epoch, 1), self.config.lr, self.config.milestones,
+                            self.config.gamma)
 
     # -- the interface --------------------------------------------------------------------------
     def begin_task(self, task: TaskInfo) -> None:
         self.task = task
         cfg = self.config
+        train_prompts = not (cfg.freeze_prompts and task.index > 0)
+        params = [self.prompts] if train_prompts else []
         if self.heads is not None:
             self.heads.add_task(len(task.positions)).to(self.device)
-            params = [self.prompts, *self.heads.heads[-1].parameters()]
+            trained = self.heads.heads if cfg.loss_over == "seen" else self.heads.heads[-1:]
+            for head in trained:
+                head.requires_grad_(True)
+                params += list(head.parameters())
         else:
             if self.text is None:
                 texts = encode_class_texts(self.clip_model, self.tokenizer, task.class_names, cfg.templates,
                                            self.device)
                 self.text = TextClassifier(texts, cfg.logit_scale, cfg.train_logit_scale).to(self.device)
-            params = [self.prompts] + ([self.text.logit_scale] if cfg.train_logit_scale else [])
+            params += [self.text.logit_scale] if cfg.train_logit_scale else []
+        self.prompts.requires_grad_(train_prompts)
         self.optimizer = ProjectedAdam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         if self.projection is not None:
             self.optimizer.set_projection(self.prompts, self.projection)
@@ -144,12 +174,13 @@ class NSP2(ContinualMethod):
         lr = self._lr(self.step_count)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        task = self.task
+        task, cfg = self.task, self.config
+        classes = range(0, task.n_seen) if cfg.loss_over == "seen" else task.positions
         with self.autocast():
-            logits = self._scores(self.encoder.pre_logits(images), task.positions)
-        loss = F.cross_entropy(logits.float() / self.config.temperature, labels - task.first_position)
-        if self.config.null_space and self.previous_prompts is not None and self.config.drift_weight:
-            loss = loss + self.config.drift_weight * drift_penalty(self.prompts, self.previous_prompts)
+            logits = self._scores(self.encoder.pre_logits(images), classes)
+        loss = F.cross_entropy(logits.float() / cfg.temperature, labels - classes.start)
+        if self.previous_prompts is not None and cfg.drift_weight and self.prompts.requires_grad:
+            loss = loss + cfg.drift_weight * drift_penalty(self.prompts, self.previous_prompts)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -193,7 +224,7 @@ class NSP2(ContinualMethod):
         if self.heads is not None:
             params = [p for h in self.heads.heads for p in h.parameters()]
         else:
-            params = [self.encoder.projection]
+            params = [self.encoder.projection, self.encoder.projection_bias]
         for p in params:
             p.requires_grad_(True)
         gen = torch.Generator().manual_seed(self.config.seed * 7_919 + task.index)
@@ -216,8 +247,8 @@ class NSP2(ContinualMethod):
             "null_space_info": self.null_space_info,
             "prompt_history": self.prompt_history,
             "stats": None if self.stats is None else self.stats.state_dict(),
-            "clip_proj": None if self.encoder.kind != "open_clip" or self.encoder.projection is None
-            else self.encoder.projection.detach().cpu(),
+            "clip_proj": None if self.encoder.projection_bias is None
+            else (self.encoder.projection.detach().cpu(), self.encoder.projection_bias.detach().cpu()),
             "task": self.task,
         }
 
@@ -244,7 +275,9 @@ class NSP2(ContinualMethod):
         if state["stats"] is not None:
             self.stats.load_state_dict(state["stats"])
         if state["clip_proj"] is not None:
-            self.encoder.projection.data.copy_(state["clip_proj"].to(self.device))
+            proj, bias = state["clip_proj"]
+            self.encoder.projection.data.copy_(proj.to(self.device))
+            self.encoder.projection_bias.data.copy_(bias.to(self.device))
         self.task = state["task"]
 
 
@@ -269,4 +302,16 @@ def _moved(recorder: ConditionRecorder, device: torch.device) -> ConditionRecord
 
 def seq_config(config: NSP2Config) -> NSP2Config:
     """The Seq baseline of a recipe: same prompts and heads, no projection, no drift penalty."""
-    return replace(config, null_space=False, name="")
+    return replace(config, null_space=False, drift_weight=0.0, name="")
+
+
+def control_configs(config: NSP2Config) -> dict[str, NSP2Config]:
+    """The controls a null-space method must beat, built from its recipe (names as the tables print them).
+
+    Seq: the same training with neither projection nor penalty. frozen: Seq, but the prompts train on the
+    first task only (later tasks train their heads, or CLIP's logit scale): the trivial way not to forget.
+    joint: Seq trained at task t on the data of tasks 1..t with the loss over every seen class (run it
+    with `RunConfig(joint=True)`): the upper bound.
+    """
+    seq = seq_config(config)
+    return {"Seq": seq, "frozen": replace(seq, freeze_prompts=True), "joint": replace(seq, loss_over="seen")}

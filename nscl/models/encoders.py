@@ -28,6 +28,10 @@ class PromptedEncoder(nn.Module):
         self.model = model.eval()
         layers = tuple(range(len(transformer_blocks(model)))) if layers is None else tuple(layers)
         self.bank = prompt_backbone(model, layers, length, init, generator)
+        proj = getattr(model, "proj", None) if self.kind == "open_clip" else None
+        # The official CLIP-NSP² maps features to the text space with a linear head holding CLIP's `proj` and a
+        # zero-initialised bias (its head is an nn.Linear; the OpenAI weights have no bias); refinement trains both.
+        self.projection_bias = None if proj is None else nn.Parameter(torch.zeros(proj.shape[1]), requires_grad=False)
 
     def train(self, mode: bool = True) -> "PromptedEncoder":
         # The backbone stays in eval mode (frozen statistics, no dropout); only prompts learn.
@@ -58,7 +62,7 @@ class PromptedEncoder(nn.Module):
         if self.kind != "open_clip":
             raise TypeError("project() is only defined for CLIP vision towers")
         proj = self.model.proj
-        return features if proj is None else features @ proj
+        return features if proj is None else features @ proj + self.projection_bias.to(features.dtype)
 
     @property
     def projection(self) -> nn.Parameter | None:
@@ -78,6 +82,11 @@ class TaskHeads(nn.Module):
             head.requires_grad_(False)
         ref = next(self.parameters(), None)
         head = nn.Linear(self.in_features, n_classes)
+        if not self.heads:
+            # The official first head is the timm model's own (trunc_normal std .02, zero bias); later heads are
+            # fresh nn.Linear modules with PyTorch's default init, as in the official modify_head.
+            nn.init.trunc_normal_(head.weight, std=0.02)
+            nn.init.zeros_(head.bias)
         if ref is not None:
             head = head.to(ref.device)
         self.heads.append(head)

@@ -112,10 +112,12 @@ class Experiment:
     methods: dict[str, Callable[[int], ContinualMethod]]
     run_overrides: dict[str, dict] = field(default_factory=dict)   # per method, e.g. {"joint": {"joint": True}}
     notes: dict[str, str] = field(default_factory=dict)
+    default_seeds: tuple[int, ...] = (0,)   # the recipe's own seeds (e.g. DMNSP's official 32)
 
-    def run_all(self, seeds: Sequence[int] = (0,), run_root: str | Path | None = None,
+    def run_all(self, seeds: Sequence[int] | None = None, run_root: str | Path | None = None,
                 only: Sequence[str] | None = None) -> tuple[pd.DataFrame, dict[tuple[str, int], RunResult]]:
         """Run the methods (or `only` those) for every seed; checkpointed under run_root if given."""
+        seeds = self.default_seeds if seeds is None else seeds
         names = list(self.methods) if only is None else list(only)
         unknown = [n for n in names if n not in self.methods]
         if unknown:
