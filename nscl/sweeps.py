@@ -15,7 +15,8 @@ from nscl.methods.base import ContinualMethod
 from nscl.metrics import step_accuracies
 from nscl.run import RunConfig, RunResult, run_continual
 
-__all__ = ["compare", "metrics_frame", "slug", "summary_table", "mean_step_accuracies"]
+__all__ = ["compare", "metrics_frame", "slug", "summary_table", "mean_step_accuracies", "paired_difference",
+           "diagonal_frame"]
 
 
 def slug(name: str) -> str:
@@ -76,3 +77,31 @@ def mean_step_accuracies(results: Mapping[tuple[str, int], RunResult]) -> dict[s
         curves.setdefault(name, []).append(step_accuracies(result.accuracy, result.task_sizes))
     return {name: np.mean(values, axis=0) for name, values in curves.items()}
 
+
+
+def paired_difference(frame: pd.DataFrame, method: str, control: str, metric: str) -> dict[str, float]:
+    """`method` minus `control` on `metric` (in points), seed by seed: mean, std (ddof 1) and the range.
+
+    Methods are compared on the same seeds (same class order, initial prompts and batches), so the
+    per-seed difference is the fair comparison and its spread says whether a gap exceeds the noise.
+    """
+    a = frame[frame.method == method].set_index("seed")[metric]
+    b = frame[frame.method == control].set_index("seed")[metric]
+    seeds = a.index.intersection(b.index)
+    if not len(seeds):
+        raise ValueError(f"no common seeds for {method!r} and {control!r} in the frame")
+    diff = (a[seeds] - b[seeds]).to_numpy() * 100
+    return {"mean": float(diff.mean()), "std": float(diff.std(ddof=1)) if len(diff) > 1 else float("nan"),
+            "min": float(diff.min()), "max": float(diff.max()), "seeds": len(diff)}
+
+
+def diagonal_frame(matrices: pd.DataFrame, task_aware: bool = False) -> pd.DataFrame:
+    """Accuracy on each task right after learning it (the plasticity), per method: mean over seeds, in %.
+
+    matrices: tidy accuracy matrices (method, seed, train_task, eval_task, accuracy, accuracy_task_aware).
+    """
+    column = "accuracy_task_aware" if task_aware else "accuracy"
+    diag = matrices[matrices.train_task == matrices.eval_task]
+    table = diag.pivot_table(index="method", columns="eval_task", values=column, aggfunc="mean", sort=False) * 100
+    table.columns = [f"task {j + 1}" for j in table.columns]
+    return table

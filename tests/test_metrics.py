@@ -74,3 +74,24 @@ def test_summary_table_mean_and_std_over_seeds():
     table = summary_table(frame)
     assert table.loc["a", "last_accuracy"] == "60.0 ± 14.1"    # std with ddof=1: 0.1*sqrt(2)
     assert table.loc["b", "forgetting"] == "20.0" and table.loc["a", "seeds"] == 2
+
+
+def test_paired_difference_and_diagonals_on_known_runs():
+    import pandas as pd
+
+    from nscl.sweeps import diagonal_frame, paired_difference
+
+    frame = pd.DataFrame({"method": ["a", "a", "b", "b", "b"], "seed": [0, 1, 0, 1, 2],
+                          "forgetting": [0.10, 0.20, 0.15, 0.35, 0.9]})
+    diff = paired_difference(frame, "a", "b", "forgetting")          # seeds 0, 1 only: -5 and -15 points
+    assert diff["seeds"] == 2 and diff["mean"] == pytest.approx(-10.0) and diff["std"] == pytest.approx(50 ** 0.5)
+    assert (diff["min"], diff["max"]) == pytest.approx((-15.0, -5.0))
+    with pytest.raises(ValueError, match="no common seeds"):
+        paired_difference(frame, "a", "c", "forgetting")
+    matrices = pd.DataFrame({"method": ["a"] * 6, "seed": [0, 0, 0, 1, 1, 1], "train_task": [0, 1, 1] * 2,
+                             "eval_task": [0, 0, 1] * 2, "accuracy": [0.9, 0.5, 0.8, 0.7, 0.4, 0.6],
+                             "accuracy_task_aware": [1.0, 0.9, 0.9, 1.0, 0.8, 0.7]})
+    diag = diagonal_frame(matrices)
+    assert list(diag.columns) == ["task 1", "task 2"]
+    assert diag.loc["a"].tolist() == pytest.approx([80.0, 70.0])
+    assert diagonal_frame(matrices, task_aware=True).loc["a"].tolist() == pytest.approx([100.0, 80.0])

@@ -164,7 +164,7 @@ def _seeded(build, seed: int) -> nn.Module:
         return build()
 
 
-def pretrained_tiny_vit(progress: bool = True, num_classes: int = 0,
+def pretrained_tiny_vit(progress: bool = False, num_classes: int = 0,
                         config: PretrainConfig = TINY_VIT_PRETRAIN) -> VisionTransformer:
     """The tiny ViT pretrained on the base classes (cached), in eval mode.
 
@@ -180,7 +180,7 @@ def pretrained_tiny_vit(progress: bool = True, num_classes: int = 0,
     return model.eval()
 
 
-def pretrained_tiny_clip(progress: bool = True,
+def pretrained_tiny_clip(progress: bool = False,
                          config: PretrainConfig = TINY_CLIP_PRETRAIN) -> tuple[open_clip.CLIP, open_clip.SimpleTokenizer]:
     """The tiny CLIP pretrained on captions of the base classes (cached) in eval mode, and its tokenizer."""
     tokenizer = tiny_tokenizer()
