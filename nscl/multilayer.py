@@ -15,6 +15,13 @@ Official code (RL-VIG/DMNSP continual_clip/models.py), for visual block j and it
 
 Here the chain is one precomputed matrix and the cosines one matmul per layer: no Python loop over
 basis columns. `coefficients_loop` keeps the official loop's arithmetic for side-by-side checks.
+
+Precision: the official code works in float32 throughout (Gram, SVD, bases, cosines). A Gram of
+adapter outputs has rank at most bottleneck + 1 (65 of 768 at ViT-B/16), so about 703 of its
+singular vectors are an arbitrary orthonormal completion chosen by the SVD routine; float64 and
+float32 (or LAPACK and cuSOLVER) pick different completions, and the signed top-10% cosines, hence
+lambda, move with them (by up to 0.24 end to end, issue 13). `gram` and `projector_chain` therefore
+take the dtype: float64 (nscl's default) or float32 (the official arithmetic order).
 """
 
 from __future__ import annotations
@@ -26,10 +33,17 @@ __all__ = ["top_direction", "drop_top_basis", "coefficients", "coefficients_loop
            "intersection_projector", "gram"]
 
 
-def gram(features: torch.Tensor) -> torch.Tensor:
-    """Sum over all tokens and images of $x x^\\top$ (float64): features (..., D) -> (D, D)."""
-    x = features.reshape(-1, features.shape[-1]).to(torch.float64)
-    return x.T @ x
+def gram(features: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Sum over all tokens and images of $x x^\\top$: features (N, L, D) or (rows, D) -> (D, D).
+
+    float64: one product over all rows. float32: the official order, a Gram per image (sum over its
+    tokens, `torch.bmm`) and then the sum over images, so the float32 rounding is the code's too.
+    """
+    if dtype == torch.float64 or features.ndim < 3:
+        x = features.reshape(-1, features.shape[-1]).to(dtype)
+        return x.T @ x
+    x = features.reshape(-1, *features.shape[-2:]).to(dtype)          # (images, tokens, D)
+    return torch.bmm(x.transpose(1, 2), x).sum(dim=0)
 
 
 def top_direction(gram_matrix: torch.Tensor) -> torch.Tensor:
@@ -68,11 +82,11 @@ def coefficients_loop(current_top: torch.Tensor, bases: list[torch.Tensor], top_
     return lam
 
 
-def projector_chain(bases: list[torch.Tensor]) -> torch.Tensor:
-    """$M_0 M_1 \\cdots M_{K-1}$ with $M_k = B_k B_k^\\top$ (float64): the official sequential projection."""
+def projector_chain(bases: list[torch.Tensor], dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """$M_0 M_1 \\cdots M_{K-1}$ with $M_k = B_k B_k^\\top$, in `dtype`: the official sequential projection."""
     chain = None
     for basis in bases:
-        b = basis.to(torch.float64)
+        b = basis.to(dtype)
         m = b @ b.T
         chain = m if chain is None else chain @ m
     return chain

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import open_clip
+import pandas as pd
 import pytest
 import torch
 from open_clip.model import CLIPTextCfg, CLIPVisionCfg
@@ -13,10 +14,10 @@ from open_clip.tokenizer import SimpleTokenizer
 from nscl.data import BatchTransform, ContinualData, Scenario, load_dataset
 from nscl.methods.base import TaskInfo
 from nscl.methods.dmnsp import DMNSP, DMNSPConfig, cosine_lr
-from nscl.methods.dmnsp_bases import layer_null_space_rule, split_top
+from nscl.methods.dmnsp_bases import common_null_projector, layer_null_space_rule, split_top
 from nscl.models.adapters import add_adapters, adapter_parameters
 from nscl.models.backbones import build_clip
-from nscl.multilayer import coefficients, coefficients_loop, intersection_projector, projector_chain
+from nscl.multilayer import coefficients, coefficients_loop, gram, intersection_projector, projector_chain
 from nscl.run import RunConfig, run_continual
 
 
@@ -164,12 +165,14 @@ def test_code_variant_is_the_official_chain_scaled_by_the_row_product(shapes_tas
         expected = raw[name].double()
         for k, b in enumerate(bases):                                      # the official loop, verbatim maths
             expected = (expected @ b.double()) @ b.double().T * float(method.lam["visual"][j, k])
-        torch.testing.assert_close(projected[name].double(), expected, rtol=1e-4, atol=1e-6)
+        # float32 products against a float64 reference: entries agree to 1e-4 of the tensor's largest
+        torch.testing.assert_close(projected[name].double(), expected, rtol=1e-4, atol=1e-4 * expected.abs().max())
         up = f"visual.transformer.resblocks.{j}.adaptmlp.up_proj.weight"
         expected_up = raw[up].double()
         for k, b in enumerate(bases):
             expected_up = b.double() @ (b.double().T @ expected_up) * float(method.lam["visual"][j, k])
-        torch.testing.assert_close(projected[up].double(), expected_up, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(projected[up].double(), expected_up, rtol=1e-4,
+                                   atol=1e-4 * expected_up.abs().max())
 
 
 def test_text_projection_is_only_an_ablation(shapes_tasks):
@@ -211,3 +214,150 @@ def test_bad_config_fails_clearly():
         DMNSPConfig(energy_threshold=98.5)
     with pytest.raises(ValueError, match="energy_threshold"):
         DMNSPConfig(variant="code", energy_threshold=0.985)
+    with pytest.raises(ValueError, match=r"basis_dtype='float16'.*'float64', 'float32'"):
+        DMNSPConfig(variant="code", basis_dtype="float16")
+    with pytest.raises(ValueError, match="basis_dtype='float32'.*variant='code'"):
+        DMNSPConfig(basis_dtype="float32")
+    with pytest.raises(ValueError, match=r"common_space='union'.*'intersect', 'pooled'"):
+        DMNSPConfig(common_space="union")
+    with pytest.raises(ValueError, match="common_space='pooled'.*variant='code'"):
+        DMNSPConfig(variant="code", common_space="pooled")
+    with pytest.raises(ValueError, match="freeze_visual_after_first_task.*projection=False"):
+        DMNSPConfig(freeze_visual_after_first_task=True)
+
+
+# -- issue 13: the code variant's precision, and why lambda's exact value matters little -------------
+def test_float32_gram_follows_the_official_per_image_order():
+    g = torch.Generator().manual_seed(0)
+    tokens_images_dim = torch.randn(17, 8, 32, generator=g)                 # the official layout (L, N, D)
+    official = torch.bmm(tokens_images_dim.permute(1, 2, 0), tokens_images_dim.permute(1, 0, 2)).sum(dim=0)
+    ours = gram(tokens_images_dim.transpose(0, 1), torch.float32)         # open_clip's layout (N, L, D)
+    assert ours.dtype == torch.float32 and torch.equal(ours, official)
+    assert gram(tokens_images_dim.transpose(0, 1)).dtype == torch.float64   # nscl's default
+
+
+def test_code_variant_float32_bases_span_the_same_space_but_give_another_lambda(shapes_tasks):
+    runs = {}
+    for dtype in ("float64", "float32"):      # bottleneck 8: the outputs' Gram has rank <= 9 of 64
+        runs[dtype] = make(variant="code", basis_dtype=dtype, bottleneck=8)
+        run_continual(runs[dtype], shapes_tasks, RunConfig(epochs=1, batch_size=16, progress=False, max_tasks=2))
+    for b64, b32 in zip(runs["float64"].state["visual"]["bases"], runs["float32"].state["visual"]["bases"]):
+        first64, first32 = b64[:, :63].double(), b32[:, :63].double()     # the first task's block
+        torch.testing.assert_close(first32 @ first32.T, first64 @ first64.T, atol=1e-4, rtol=0)   # same span
+        assert (first32 - first64).abs().max() > 0.5                      # another basis of the null space
+    lam64, lam32 = (runs[d].lambda_history[0]["visual"] for d in ("float64", "float32"))
+    assert lam32.min() >= 30 / math.e and lam32.max() <= 30
+    assert 1e-3 < float((lam32 - lam64).abs().max()) < 3                 # the signed top-10% cosines move
+
+
+def test_adamw_update_ignores_a_constant_positive_gradient_scale_until_it_overflows():
+    g = torch.Generator().manual_seed(0)
+    grads = [torch.randn(64, 32, generator=g) * 1e-3 for _ in range(20)]
+
+    def train(scale: float, optimizer=torch.optim.AdamW):
+        w = torch.zeros(64, 32, requires_grad=True)
+        opt = optimizer([w], lr=1e-2, weight_decay=0.0)
+        for grad in grads:
+            w.grad = grad * scale
+            opt.step()
+        return w.detach(), opt.state[w]
+
+    plain, _ = train(1.0)
+    tiny_chain, _ = train(30.0 ** 4)      # ~ the tiny chain's prod(lambda)
+    vit_chain, _ = train(2.5e17)          # ViT-B/16's at task index 1
+    # eps = 1e-8 only counts where |g| is not >> 1e-8: a 1e-4 relative change at gradients of 1e-3 ...
+    assert float((tiny_chain - plain).norm() / plain.norm()) < 1e-3
+    torch.testing.assert_close(vit_chain, tiny_chain, rtol=1e-5, atol=1e-7)        # ... and none once scaled up
+    sgd, _ = train(1.0, torch.optim.SGD)
+    torch.testing.assert_close(train(30.0, torch.optim.SGD)[0], 30 * sgd)          # SGD moves 30 times as far
+    # past float32's range, (1 - beta2) g^2 = inf: those entries' updates are exactly 0 from then on
+    first = grads[0] * 1e24
+    frozen_from_start = ~torch.isfinite(0.001 * first * first)
+    w, state = train(1e24)
+    assert 0 < frozen_from_start.float().mean() < 1
+    assert (w[frozen_from_start] == 0).all() and (w[~frozen_from_start] != 0).all()
+    assert torch.isfinite(state["exp_avg"]).all() and not torch.isfinite(state["exp_avg_sq"]).all()
+
+
+# -- issue 14: the official seed ---------------------------------------------------------------------
+def test_paper_preset_runs_the_official_seed_32_by_default(monkeypatch):
+    import nscl.presets.common as common
+    from nscl.presets.dmnsp import dmnsp_experiment
+
+    seen = []
+
+    def fake_compare(methods, data, config, seeds, run_root):
+        seen.extend(seeds)
+        return pd.DataFrame(), {}
+
+    monkeypatch.setattr(common, "compare", fake_compare)
+    dmnsp_experiment("paper", variants=("code",), joint=False).run_all(only=["DMNSP (code)"])
+    assert seen == [32]
+    assert dmnsp_experiment("tiny").default_seeds == (0,)
+
+
+# -- issue 15: the code chain's overflow shows in every run's report -----------------------------------
+def test_adam_moment_report_shows_an_overflowing_chain_and_seq_stays_finite(shapes_tasks):
+    config = RunConfig(epochs=1, batch_size=16, progress=False, max_tasks=2)
+    # 3 layers at lambda = 1e9: the chain scales gradients by 1e27, as 12 layers at ~28 and t ~ 5 do
+    overflow = make(variant="code", dynamic_lambda=False, lambda_scale=1e9)
+    seq = make(projection=False)
+    for method in (overflow, seq):
+        run_continual(method, shapes_tasks, config)
+    rows = pd.DataFrame(overflow.report()["adam_moments"])
+    assert set(rows.columns) >= {"task", "tower", "weight", "share_nonfinite_exp_avg_sq", "share_nonfinite_exp_avg",
+                                 "share_unchanged", "n_entries"}
+    visual = rows[rows.tower == "visual"].set_index(["task", "weight"])
+    assert (visual.loc[0, "share_nonfinite_exp_avg_sq"] == 0).all()          # task 1: nothing projected
+    assert (visual.loc[1, "share_nonfinite_exp_avg_sq"] > 0.01).all()        # task 2: v = inf ...
+    assert (visual.loc[1, "share_unchanged"] >= visual.loc[1, "share_nonfinite_exp_avg_sq"]).all()   # ... frozen
+    assert (visual.loc[1, "share_nonfinite_exp_avg"] == 0).all()             # the first moment stays finite
+    assert (rows[rows.tower == "text"].share_nonfinite_exp_avg_sq == 0).all()
+    seq_rows = pd.DataFrame(seq.report()["adam_moments"])
+    assert len(seq_rows) == 2 * 2 * 2 and (seq_rows[["share_nonfinite_exp_avg_sq", "share_nonfinite_exp_avg"]] == 0
+                                           ).all().all()
+
+
+# -- the frozen control ------------------------------------------------------------------------------
+def test_frozen_control_keeps_the_visual_adapters_of_task_one_and_trains_text(shapes_tasks):
+    from nscl.presets.dmnsp import dmnsp_experiment
+
+    method = make(projection=False, freeze_visual_after_first_task=True, record_parameters=True)
+    run_continual(method, shapes_tasks, RunConfig(epochs=1, batch_size=16, progress=False, max_tasks=3))
+    initial, *after = method.initial, *method.snapshots
+    for name in initial:
+        if name.startswith("visual.") and "up_proj.weight" in name:
+            assert after[0][name].abs().max() > 0                              # learnt on task 1 ...
+        if name.startswith("visual."):
+            assert torch.equal(after[0][name], after[1][name]) and torch.equal(after[1][name], after[2][name])
+        elif name.endswith("weight"):
+            assert not torch.equal(after[0][name], after[1][name])            # text keeps training
+    log = pd.DataFrame(method.report()["log"])
+    assert log.visual_update_norm.tolist()[1:] == [0.0, 0.0] and (log.text_update_norm > 0).all()
+    assert list(dmnsp_experiment("tiny", frozen=True, joint=False).methods) == [
+        "zero-shot CLIP", "adapter-Seq", "frozen", "DMNSP"]
+
+
+# -- the tiny recipe's common null space ----------------------------------------------------------------
+def test_pooled_common_null_space_keeps_what_the_exact_intersection_loses():
+    layers = [torch.diag(torch.tensor(v, dtype=torch.float64)) for v in
+              ([60.0, 31, 5, 4], [60.0, 4, 31, 5], [60.0, 6, 3, 31])]
+    rule = layer_null_space_rule(1, 0.85)
+    # each layer drops its top two (60 + 31 = 91% >= 85%); together they drop e1..e4: nothing is common
+    assert float(common_null_projector(layers, rule, "intersect").trace()) == pytest.approx(0, abs=1e-12)
+    # pooled (unit traces): e1 1.80, e2 0.41, e4 0.40, e3 0.39 of 3.00; the tail e3 holds 13% <= 15%
+    pooled = common_null_projector(layers, rule, "pooled")
+    torch.testing.assert_close(pooled, torch.diag(torch.tensor([0.0, 0, 1, 0], dtype=torch.float64)))
+    leaks = [float((pooled @ c).trace() / c.trace()) for c in layers]
+    assert leaks == pytest.approx([0.05, 0.31, 0.03])          # each <= 3 * 15%, their mean 13% <= 15%
+    with pytest.raises(ValueError, match="how='union'"):
+        common_null_projector(layers, rule, "union")
+
+
+def test_tiny_recipe_pools_and_keeps_the_empty_intersection_as_a_named_variant():
+    from nscl.presets.dmnsp import VARIANTS, dmnsp_recipe
+
+    _, cfg, _ = dmnsp_recipe("tiny")
+    assert (cfg.common_space, cfg.energy_threshold) == ("pooled", 0.985)
+    assert VARIANTS["energy-0.985"] == {"energy_threshold": 0.985, "common_space": "intersect"}
+    assert VARIANTS["code-float32"]["basis_dtype"] == "float32"

@@ -7,17 +7,34 @@ are projected into multi-layer null spaces and scaled by the dynamic coefficient
 is trained plainly (the asymmetric treatment), unless `project_text` asks for the ablation.
 
 Two variants (the paper's text was not available to us; see book chapter 5):
-* ``code``: exactly the released code: features = adapter *outputs* of one training batch (train
-  mode, augmented), bases concatenated across tasks, the sequential 12-layer projection chain, the
-  down-projection projected on its input side and the up-projection on its output side, each scaled
-  by the product of the row's 12 coefficients.
+* ``code``: the released code's algorithm (RL-VIG/DMNSP continual_clip/models.py): features = adapter
+  *outputs* of one training batch (train mode, augmented), bases concatenated across tasks, the
+  sequential 12-layer projection chain, the down-projection projected on its input side and the
+  up-projection on its output side, each scaled by the product of the row's 12 coefficients.
+  Same maths, not the same bits: by default nscl's Gram and SVD run in float64, the official ones in
+  float32, so the arbitrary basis of the Gram's large numerical null space differs and lambda with
+  it (by up to 0.24 at ViT-B/16 sizes, issue 13); `basis_dtype="float32"` replays the official
+  float32 Gram (per-image order), SVD, cosines and chain. Under AdamW a constant positive scale of
+  a tensor's gradient leaves the update unchanged up to eps, so lambda's exact value matters little.
 * ``paper`` (default, the null-space maths the method rests on): features = each weight's *inputs*
   (adapter input x for the down-projection, bottleneck activation h for the up-projection) over all
-  of the task's training data (eval mode), accumulated over tasks; the multi-layer "common subspace"
-  is the exact intersection of the layers' null spaces (each layer drops its top `top_select`
-  directions, or those holding `energy_threshold` of the energy); one coefficient per weight, the
-  mean of its row.
-With `projection=False` the same model is the adapter-Seq baseline.
+  of the task's training data (eval mode), accumulated over tasks; one common null space for the
+  down-projections of all layers (`common_space`: the exact intersection of the layers' null spaces,
+  each dropping its top `top_select` directions or those holding `energy_threshold` of the energy,
+  or the null space of the layers' pooled trace-normalised covariances under the same rule); the
+  up-projection in its own bottleneck's null space; one coefficient per weight, the mean of its row.
+
+**Which variant made the published numbers: ``code``** (the released code produced them). At
+ViT-B/16 sizes its chain multiplies a visual weight's gradient by $\prod_k \lambda_{jk} \cdot t^{12}$
+(about 2.5e17 at task index t = 1, 7e28 at t = 9): AdamW's float32 second moment overflows to inf for
+the larger entries, whose updates are then exactly 0, and at realistic gradient sizes the visual
+adapters stop moving from about the fifth task (visual biases and the text branch keep training).
+That follows from the arithmetic ((1 - beta2) g^2 passes float32's 3.4e38 once |g| > ~6e20), and
+every run measures it: per task, the share of non-finite entries of AdamW's moments of the adapter
+weights and of entries that did not move (`report()["adam_moments"]`).
+
+Controls: `projection=False` is the adapter-Seq baseline; `freeze_visual_after_first_task=True`
+(with `projection=False`) trains all adapters on the first task and then only the text adapters.
 """
 
 from __future__ import annotations
@@ -32,11 +49,16 @@ from torch import nn
 
 from nscl.data.loading import BatchTransform
 from nscl.methods.base import Batches, ContinualMethod, TaskInfo
+from nscl.methods.dmnsp_records import (load_state, moment_health_rows, null_dim_rows, to_cpu, tower_of,
+                                        update_norm_row)
 from nscl.models.adapters import add_adapters, adapter_parameters
 from nscl.multilayer import coefficients, gram
-from nscl.nullspace import CovarianceAccumulator
 
 __all__ = ["DMNSPConfig", "DMNSP", "cosine_lr"]
+
+
+BASIS_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+COMMON_SPACES = ("intersect", "pooled")
 
 
 @dataclass(frozen=True)
@@ -48,11 +70,20 @@ class DMNSPConfig:
     # fewest top directions holding that share of the energy instead (GPM-style; the released code defines
     # DEFAULT_THRESHOLD = 0.985 but never uses it). Paper variant only.
     energy_threshold: float | None = None
+    # Paper variant, multi-layer: how the layers' null spaces for W_down become one. "intersect": each layer
+    # applies the rule, then the exact intersection (empty once the layers' kept directions span everything).
+    # "pooled": the rule applied once to the sum of the layers' trace-normalised covariances; its energy
+    # leak is the layers' mean leak, so each layer leaks at most L * (1 - energy_threshold) of its energy.
+    # Unused with multi_layer=False (each layer then keeps its own null space).
+    common_space: Literal["intersect", "pooled"] = "intersect"
+    # Code variant: "float32" replays the official float32 Gram / SVD / cosines / chain; "float64" is nscl's.
+    basis_dtype: Literal["float64", "float32"] = "float64"
     top_k_ratio: float = 0.1
     lambda_scale: float = 30.0
     dynamic_lambda: bool = True             # False: lambda = lambda_scale everywhere (ablation)
     multi_layer: bool = True                # False: each layer uses only its own null space (ablation)
     project_text: bool = False              # True: project the text adapters too (ablation)
+    freeze_visual_after_first_task: bool = False   # the "frozen" control: from task 2 on only text adapters train
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup_steps: int = 30
@@ -67,10 +98,10 @@ class DMNSPConfig:
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        if self.variant not in ("paper", "code"):
-            raise ValueError(f"variant={self.variant!r}: choose 'paper' or 'code'")
-        if self.loss_over not in ("task", "seen"):
-            raise ValueError(f"loss_over={self.loss_over!r}: choose 'task' or 'seen'")
+        _choice("variant", self.variant, ("paper", "code"))
+        _choice("loss_over", self.loss_over, ("task", "seen"))
+        _choice("basis_dtype", self.basis_dtype, tuple(BASIS_DTYPES))
+        _choice("common_space", self.common_space, COMMON_SPACES)
         if self.energy_threshold is not None:
             if not 0 < self.energy_threshold < 1:
                 raise ValueError(f"energy_threshold={self.energy_threshold}: give a fraction in (0, 1), e.g. 0.985, "
@@ -80,6 +111,21 @@ class DMNSPConfig:
                                  "`top_select` directions as the released code does (set energy_threshold=None)")
         if self.top_select < 0 or not 0 < self.top_k_ratio <= 1:
             raise ValueError(f"need top_select >= 0 and 0 < top_k_ratio <= 1; got {self.top_select}, {self.top_k_ratio}")
+        if self.basis_dtype == "float32" and self.variant != "code":
+            raise ValueError("basis_dtype='float32' replays the released code's float32 bases and applies to "
+                             "variant='code'; the paper variant accumulates its covariances in float64")
+        if self.common_space == "pooled" and self.variant != "paper":
+            raise ValueError(f"common_space='pooled' pools the input covariances of variant='paper'; the code "
+                             f"variant chains its layers' bases (got variant={self.variant!r}; set "
+                             "common_space='intersect')")
+        if self.freeze_visual_after_first_task and self.projection:
+            raise ValueError("freeze_visual_after_first_task=True is the frozen control: set projection=False "
+                             "(the visual adapters get no gradient to project)")
+
+
+def _choice(field_name: str, value: object, accepted: tuple) -> None:
+    if value not in accepted:
+        raise ValueError(f"DMNSPConfig.{field_name}={value!r}: choose one of {accepted}")
 
 
 def cosine_lr(step: int, total: int, base: float, warmup: int) -> float:
@@ -112,6 +158,7 @@ class DMNSP(ContinualMethod):
         self.log: list[dict] = []
         self.lambda_history: list[dict] = []        # per task from the 2nd on: {tower: (L, L) coefficients}
         self.null_dims: list[dict] = []             # per task, layer and weight: size of the projection's range
+        self.adam_moments: list[dict] = []          # per task, tower and weight kind: AdamW moment health
         self.snapshots: list[dict] = []             # record_parameters: adapter parameters after every task
         self.tokens: torch.Tensor | None = None
         self.text_cache: torch.Tensor | None = None
@@ -137,13 +184,22 @@ class DMNSP(ContinualMethod):
         if self.tokens is None:
             prompts = [self.config.template.format(name.replace("_", " ")) for name in task.class_names]
             self.tokens = self.tokenizer(prompts).to(self.device)
-        self.optimizer = torch.optim.AdamW(self.params.values(), lr=self.config.lr,
-                                           weight_decay=self.config.weight_decay)
+        trained = self._trained_parameters(task)
+        for name, p in self.params.items():
+            p.requires_grad_(name in trained)
+        self.optimizer = torch.optim.AdamW(trained.values(), lr=self.config.lr, weight_decay=self.config.weight_decay)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.step_count = 0
         self.text_cache = None
         self.start = {n: p.detach().clone() for n, p in self.params.items()}
         self.clip.train()
+
+    def _trained_parameters(self, task: TaskInfo) -> dict[str, nn.Parameter]:
+        """All adapters, except the visual ones after the first task in the frozen control (they then get
+        no gradient and no optimizer state, so they stay exactly as the first task left them)."""
+        if self.config.freeze_visual_after_first_task and task.index > 0:
+            return {n: p for n, p in self.params.items() if tower_of(n) != "visual"}
+        return dict(self.params)
 
     def _projecting(self) -> bool:
         return self.config.projection and self.task.index > 0
@@ -215,11 +271,16 @@ class DMNSP(ContinualMethod):
             if not self.config.dynamic_lambda:
                 lam[tower] = torch.full((n, n), self.config.lambda_scale, dtype=torch.float64)
                 continue
-            tops = torch.stack([torch.linalg.svd(gram(captured[(tower, j)]), full_matrices=False)[0][:, 0]
+            dtype = self.basis_dtype
+            tops = torch.stack([torch.linalg.svd(gram(captured[(tower, j)], dtype), full_matrices=False)[0][:, 0]
                                 for j in range(n)])
             lam[tower] = coefficients(tops, self.state[tower]["lambda_bases"], self.config.top_k_ratio,
                                       self.config.lambda_scale).cpu()
         return lam
+
+    @property
+    def basis_dtype(self) -> torch.dtype:
+        return BASIS_DTYPES[self.config.basis_dtype]
 
     def _row_scale(self, tower: str, j: int) -> float:
         lam = self.lam[tower]
@@ -241,82 +302,51 @@ class DMNSP(ContinualMethod):
                     up.grad = scale * (up.grad @ ops["up"][j].to(up.grad.dtype))
 
     def _log_task(self, task: TaskInfo) -> None:
-        row = {"task": task.index}
-        for tower in ("visual", "text"):
-            names = [n for n in self.params if n.startswith("visual.") == (tower == "visual")]
-            delta = torch.cat([(self.params[n].detach() - self.start[n]).flatten() for n in names])
-            row[f"{tower}_update_norm"] = float(delta.norm())
-            sq = [self.optimizer.state[self.params[n]].get("exp_avg_sq") for n in names if "weight" in n]
-            sq = [s for s in sq if s is not None]
-            row[f"{tower}_nonfinite_adam_v"] = float(torch.cat([(~torch.isfinite(s)).flatten().float() for s in sq])
-                                                     .mean()) if sq else 0.0
+        row = {"task": task.index, **update_norm_row(self.params, self.start)}
+        moments = moment_health_rows(task.index, self.params, self.start, self.optimizer)
+        for tower in ("visual", "text"):   # over all of the tower's weights (the chapters' summary column)
+            stated = [r for r in moments if r["tower"] == tower and not math.isnan(r["share_nonfinite_exp_avg_sq"])]
+            entries = sum(r["n_entries"] for r in stated)
+            nonfinite = sum(r["share_nonfinite_exp_avg_sq"] * r["n_entries"] for r in stated)
+            row[f"{tower}_nonfinite_adam_v"] = nonfinite / entries if entries else 0.0
         if self.lam is not None and self._projecting():
             row["lambda_mean"] = float(self.lam["visual"].mean())
         self.log.append(row)
+        self.adam_moments.extend(moments)
 
     def _log_null_dims(self, task: TaskInfo) -> None:
-        """Rank of each projection (its trace for a projector; the code's chain is none, so its basis width)."""
-        for tower, ops in self.operators.items():
-            for j in range(len(ops["down"])):
-                row = {"task": task.index, "tower": tower, "layer": j}
-                if self.config.variant == "code":
-                    row["down"] = int(self.state[tower]["bases"][j].shape[1])
-                else:
-                    row["down"] = round(float(ops["down"][j].trace()))
-                    row["up"] = round(float(ops["up"][j].trace()))
-                row["dim"] = int(ops["down"][j].shape[0])
-                self.null_dims.append(row)
+        bases = {t: self.state[t]["bases"] for t in self.operators} if self.config.variant == "code" else None
+        self.null_dims.extend(null_dim_rows(task.index, self.operators, bases))
 
     def report(self) -> dict:
-        return {"log": list(self.log), "lambda": list(self.lambda_history), "null_dims": list(self.null_dims),
-                "parameters": list(self.snapshots), "initial_parameters": self.initial}
+        """log: per task, update norms and lambda; adam_moments: per task, tower and weight kind, the share
+        of non-finite entries in AdamW's exp_avg_sq / exp_avg and of entries that did not move;
+        null_dims: per task and layer, each projection's rank; lambda; parameter snapshots."""
+        return {"log": list(self.log), "adam_moments": list(self.adam_moments), "lambda": list(self.lambda_history),
+                "null_dims": list(self.null_dims), "parameters": list(self.snapshots),
+                "initial_parameters": self.initial}
 
     # -- checkpoints ----------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"adapters": {n: p.detach().cpu() for n, p in self.params.items()},
-                "state": _to_cpu(self.state), "operators": _to_cpu(self.operators),
-                "lambda_history": _to_cpu(self.lambda_history), "null_dims": self.null_dims,
-                "snapshots": self.snapshots,
-                "lam": None if self.lam is None else _to_cpu(self.lam), "log": self.log,
+                "state": to_cpu(self.state), "operators": to_cpu(self.operators),
+                "lambda_history": to_cpu(self.lambda_history), "null_dims": self.null_dims,
+                "adam_moments": self.adam_moments, "snapshots": self.snapshots,
+                "lam": None if self.lam is None else to_cpu(self.lam), "log": self.log,
                 "tokens": None if self.tokens is None else self.tokens.cpu(), "task": self.task}
 
     def load_state_dict(self, state: dict) -> None:
         with torch.no_grad():
             for n, p in self.params.items():
                 p.copy_(state["adapters"][n].to(p.device))
-        self.state = _load_state(state["state"], self.device)
-        self.operators = _load_state(state["operators"], self.device)
+        self.state = load_state(state["state"], self.device)
+        self.operators = load_state(state["operators"], self.device)
         self.lam = state["lam"]
         self.log = list(state["log"])
         self.lambda_history = list(state.get("lambda_history", []))
         self.null_dims = list(state.get("null_dims", []))
+        self.adam_moments = list(state.get("adam_moments", []))
         self.snapshots = list(state.get("snapshots", []))
         self.tokens = None if state["tokens"] is None else state["tokens"].to(self.device)
         self.task = state["task"]
-
-
-def _to_cpu(obj):
-    if isinstance(obj, torch.Tensor):
-        return obj.cpu()
-    if isinstance(obj, CovarianceAccumulator):
-        return {"__accumulator__": obj.state_dict()}
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_to_cpu(v) for v in obj]
-    return obj
-
-
-def _load_state(obj, device):
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device)
-    if isinstance(obj, dict) and "__accumulator__" in obj:
-        acc = CovarianceAccumulator(obj["__accumulator__"]["dim"], device=device)
-        acc.load_state_dict(obj["__accumulator__"])
-        return acc
-    if isinstance(obj, dict):
-        return {k: _load_state(v, device) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_load_state(v, device) for v in obj]
-    return obj
 

@@ -9,7 +9,7 @@ from nscl.methods.base import Batches, TaskInfo
 from nscl.multilayer import drop_top_basis, gram, intersection_projector, projector_chain
 from nscl.nullspace import CovarianceAccumulator, NullSpaceRule, null_space_mask, spectrum
 
-__all__ = ["update_bases", "layer_null_space_rule", "split_top"]
+__all__ = ["update_bases", "layer_null_space_rule", "split_top", "common_null_projector"]
 
 
 @torch.no_grad()
@@ -27,7 +27,8 @@ def _code_grams(method, task: TaskInfo, batches: Batches) -> dict[str, list[torc
             method.clip.encode_text(method.tokens[task.positions.start:task.positions.stop])
     finally:
         method.adapters.recorder = None
-    return {tower: [gram(captured[(tower, k)]) for k in range(len(method.adapters.tower(tower)))]
+    dtype = method.basis_dtype
+    return {tower: [gram(captured[(tower, k)], dtype) for k in range(len(method.adapters.tower(tower)))]
             for tower in method.towers}
 
 
@@ -77,12 +78,33 @@ def split_top(cov: torch.Tensor, rule: NullSpaceRule) -> tuple[torch.Tensor, tor
     return u[:, ~null], u[:, null]
 
 
+def common_null_projector(covariances: list[torch.Tensor], rule: NullSpaceRule, how: str) -> torch.Tensor:
+    """Projector (D, D) onto one null space shared by all layers' features.
+
+    intersect: each layer's null space under `rule`, then their exact intersection (the complement of
+        the span of every layer's dropped directions); empty once those span all D dimensions.
+    pooled: `rule` applied to the sum of the layers' covariances, each divided by its trace so that no
+        layer dominates. Its kept tail's energy share is the mean of the layers' shares, so an energy
+        rule keeping 1 - theta leaks at most L (1 - theta) of any one layer's energy.
+    """
+    dim = covariances[0].shape[0]
+    if how == "pooled":
+        pooled = sum(c / c.trace().clamp_min(torch.finfo(c.dtype).tiny) for c in covariances)
+        _, null = split_top(pooled, rule)
+        return null @ null.T
+    if how == "intersect":
+        return intersection_projector(torch.cat([split_top(c, rule)[0] for c in covariances], dim=1), dim)
+    raise ValueError(f"common null space how={how!r}: choose 'intersect' or 'pooled'")
+
+
 @torch.no_grad()
 def update_bases(method, task: TaskInfo, batches: Batches) -> None:
     cfg = method.config
     if cfg.variant == "code":
         grams = _code_grams(method, task, batches)
+        dtype = method.basis_dtype
         for tower, per_layer in grams.items():
+            # float32: the SVD runs on the float32 Gram, as the official code's does
             new = [drop_top_basis(g, cfg.top_select).float() for g in per_layer]
             old = method.state[tower].get("bases")
             # appended, not re-orthogonalised: M_k = B_k B_k^T = sum over tasks of (I - u u^T)
@@ -90,10 +112,10 @@ def update_bases(method, task: TaskInfo, batches: Batches) -> None:
             method.state[tower]["bases"] = bases
             method.state[tower]["lambda_bases"] = bases
             if cfg.multi_layer:
-                chain = projector_chain(bases).float()
+                chain = projector_chain(bases, dtype).float()
                 down = [chain] * len(bases)
             else:
-                down = [(b.double() @ b.double().T).float() for b in bases]
+                down = [(b.to(dtype) @ b.to(dtype).T).float() for b in bases]
             method.operators[tower] = {"down": down}
         return
     _accumulate_inputs(method, task, batches)
@@ -104,7 +126,7 @@ def update_bases(method, task: TaskInfo, batches: Batches) -> None:
         state["lambda_bases"] = [rest.float() for _, rest in split]
         dim = state["x"][0].dim
         if cfg.multi_layer:
-            common = intersection_projector(torch.cat([top for top, _ in split], dim=1), dim).float()
+            common = common_null_projector([acc.matrix for acc in state["x"]], rule, cfg.common_space).float()
             down = [common] * len(split)
         else:
             down = [intersection_projector(top, dim).float() for top, _ in split]
