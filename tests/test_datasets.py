@@ -10,7 +10,7 @@ from nscl.data import ContinualData, DatasetNotFoundError, FileImageSet, Scenari
 
 def write_png(path, colour, size=20):
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (size, size + 4), colour).save(path)
+    Image.new("RGB", (size, size + 4), colour).save(path)   # width 20, height 24
 
 
 def test_unknown_dataset_name_lists_the_choices():
@@ -49,34 +49,72 @@ def test_missing_image_folders_say_how_to_prepare(tmp_path):
             load_dataset(name, root=tmp_path)
 
 
-def test_imagenet_r_folder_split_is_disjoint_and_complete(tmp_path):
+def official_list(split):
+    from nscl.data.official import split_list
+
+    return split_list("imagenet_r", split)
+
+
+def test_imagenet_r_uses_the_official_split_lists(tmp_path):
+    """A fake imagenet-r tree whose files come from the shipped NSP² lists; labels number the sorted wnids."""
+    train_list, test_list = official_list("train"), official_list("test")
+    wnids = ["n01443537", "n01484850"]   # labels 0 and 1 (goldfish, great white shark)
+    picked = {split: [p for w in wnids for p in [q for q in listed if q.startswith(w + "/")][:3]]
+              for split, listed in (("train", train_list), ("test", test_list))}
     colours = {"n01443537": (255, 0, 0), "n01484850": (0, 0, 255)}
-    for wnid, colour in colours.items():
-        for i in range(20):
-            write_png(tmp_path / "imagenet-r" / wnid / f"img_{i}.png", colour)
-    train = load_dataset("imagenet_r", "train", root=tmp_path, storage_size=16)
-    test = load_dataset("imagenet_r", "test", root=tmp_path, storage_size=16)
-    assert isinstance(train, FileImageSet) and train.classes == ("n01443537", "n01484850")
-    assert len(train) + len(test) == 40 and not set(train.paths) & set(test.paths)
+    for split, files in picked.items():
+        for rel in files:
+            write_png(tmp_path / "imagenet-r" / rel, colours[rel.split("/")[0]])
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    for split, files in picked.items():
+        (lists / f"imagenet_r_{split}.txt").write_text("\n".join(files) + "\n")
+    train = load_dataset("imagenet_r", "train", root=tmp_path, split_lists=lists)
+    test = load_dataset("imagenet_r", "test", root=tmp_path, split_lists=lists)
+    assert isinstance(train, FileImageSet) and len(train) == len(test) == 6
+    assert train.targets.tolist() == [0, 0, 0, 1, 1, 1] and len(train.classes) == 200
+    assert train.classes[:2] == ("goldfish", "great white shark")
+    assert [p.split("imagenet-r/")[1] for p in train.paths] == sorted(picked["train"])
+    assert not set(train.paths) & set(test.paths)
     images, labels = next(iterate_batches(train, batch_size=64))
-    assert images.shape == (len(train), 3, 16, 16) and images.dtype == torch.uint8
+    assert images.shape == (6, 3, 24, 20) and images.dtype == torch.uint8  # decoded at the file's own size
     red = labels == 0
     assert images[red][:, 0].float().mean() > 250 and images[~red][:, 2].float().mean() > 250
+    # with the official lists, every listed file must be there
+    with pytest.raises(DatasetNotFoundError, match=f"lacks {len(train_list) - 6} of the {len(train_list)} files"):
+        load_dataset("imagenet_r", "train", root=tmp_path)
 
 
-def test_tinyimagenet_layout_with_validation_annotations(tmp_path):
+def test_tinyimagenet_numbers_classes_in_wnids_txt_order(tmp_path):
+    """continuum's TinyImageNet200 (DMNSP's loader) labels wnids by their line in wnids.txt, not sorted."""
     base = tmp_path / "tiny-imagenet-200"
-    for wnid in ("n01", "n02"):
-        for i in range(3):
-            write_png(base / "train" / wnid / "images" / f"{wnid}_{i}.JPEG".replace("JPEG", "png"), (10, 200, 10))
-    (base / "words.txt").write_text("n01\tgoldfish, Carassius auratus\nn02\tsalamander\n")
+    wnids = ("n01443537", "n02124075", "n04067472")   # sorted; in wnids.txt order they are lines 22, 0 and 1
+    for wnid in wnids:
+        for i in range(2):
+            write_png(base / "train" / wnid / "images" / f"{wnid}_{i}.png", (10, 200, 10))
     write_png(base / "val" / "images" / "val_0.png", (0, 0, 0))
     write_png(base / "val" / "images" / "val_1.png", (0, 0, 0))
-    (base / "val" / "val_annotations.txt").write_text("val_0.png\tn02\t0\t0\t1\t1\nval_1.png\tn01\t0\t0\t1\t1\n")
+    (base / "val" / "val_annotations.txt").write_text("val_0.png\tn04067472\t0\t0\t1\t1\n"
+                                                      "val_1.png\tn01443537\t0\t0\t1\t1\n")
     train = load_dataset("tinyimagenet", "train", root=tmp_path)
     test = load_dataset("tinyimagenet", "test", root=tmp_path)
-    assert train.classes == ("goldfish", "salamander") and len(train) == 6
-    assert test.targets.tolist() == [1, 0]
+    assert train.targets.tolist() == [0, 0, 1, 1, 22, 22]
+    assert [p.split("/")[-3] for p in train.paths] == ["n02124075"] * 2 + ["n04067472"] * 2 + ["n01443537"] * 2
+    assert train.classes[:2] == ("Egyptian Mau", "fishing casting reel") and train.classes[22] == "goldfish"
+    assert sorted(test.targets.tolist()) == [1, 22]
+    (base / "train" / "n99999999").mkdir()
+    with pytest.raises(DatasetNotFoundError, match="'n99999999' is not one of the 200 official classes"):
+        load_dataset("tinyimagenet", "train", root=tmp_path)
+
+
+def test_domainnet_subset_folders_are_labels_with_the_official_names(tmp_path):
+    for label in ("000", "002"):
+        write_png(tmp_path / "domainnet" / "train" / label / "a.png", (1, 2, 3))
+        write_png(tmp_path / "domainnet" / "val" / label / "b.png", (1, 2, 3))
+    train = load_dataset("domainnet", "train", root=tmp_path)
+    test = load_dataset("domainnet", "test", root=tmp_path)   # the official tool calls the test split 'val'
+    assert train.targets.tolist() == test.targets.tolist() == [0, 2]
+    assert train.classes[0] == "pickup truck" and train.classes[2] == "The Eiffel Tower"
 
 
 def test_digits_is_real_and_split_stratified():

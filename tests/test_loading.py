@@ -52,3 +52,59 @@ def test_bad_transform_arguments_fail_clearly():
         BatchTransform(size=8, augment="mixup")
     with pytest.raises(TypeError, match="uint8"):
         BatchTransform(size=8)(torch.zeros(1, 3, 8, 8))
+
+
+def write_image(path, array):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def gradient(height, width):
+    """uint8 (H, W, 3): a horizontal ramp in red, vertical in green, so that crops and resizes show."""
+    import numpy as np
+
+    rows, cols = np.mgrid[0:height, 0:width]
+    return np.stack([cols * 255 // max(width - 1, 1), rows * 255 // max(height - 1, 1),
+                     np.full_like(rows, 60)], axis=-1).astype(np.uint8)
+
+
+def test_folder_images_arrive_at_their_own_size(tmp_path):
+    from nscl.data import FileImageSet
+
+    shapes = [(30, 50), (40, 20), (30, 50)]
+    paths = []
+    for i, (h, w) in enumerate(shapes):
+        write_image(tmp_path / f"{i}.png", gradient(h, w))
+        paths.append(str(tmp_path / f"{i}.png"))
+    data = FileImageSet("toy", tuple(paths), torch.tensor([0, 1, 0]), ("a", "b"))
+    images, labels = next(iterate_batches(data, batch_size=3))
+    assert isinstance(images, list) and [tuple(x.shape) for x in images] == [(3, h, w) for h, w in shapes]
+    assert torch.equal(images[1].permute(1, 2, 0), torch.from_numpy(gradient(40, 20))) and labels.tolist() == [0, 1, 0]
+    same_size = data.subset([0, 2])
+    batch, _ = next(iterate_batches(same_size, batch_size=2))  # one size: a batch tensor
+    assert isinstance(batch, torch.Tensor) and batch.shape == (2, 3, 30, 50)
+    small = FileImageSet("toy", tuple(paths), torch.tensor([0, 1, 0]), ("a", "b"), storage_size=10)
+    shrunk, _ = next(iterate_batches(small, batch_size=3))
+    assert [tuple(x.shape[1:]) for x in shrunk] == [(10, 16), (20, 10), (10, 16)]  # shorter side 10, aspect kept
+    with pytest.raises(ValueError, match="storage_size"):
+        FileImageSet("toy", tuple(paths), torch.tensor([0, 1, 0]), ("a", "b"), storage_size=0)
+
+
+def test_folder_eval_resizes_the_whole_image_then_centre_crops(tmp_path):
+    """Official NSP² eval on ImageNet-R / DomainNet: Resize((256, 256)) + CenterCrop(224) of the original image."""
+    from torchvision.transforms import v2
+
+    from nscl.data import FileImageSet
+    from nscl.data.transforms import nsp2_transform
+
+    write_image(tmp_path / "wide.png", gradient(300, 600))
+    data = FileImageSet("toy", (str(tmp_path / "wide.png"),), torch.tensor([0]), ("a",))
+    images, _ = next(iterate_batches(data, batch_size=1))
+    out = nsp2_transform("imagenet_r", "vit", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))(images)
+    official = v2.Compose([v2.Resize((256, 256), antialias=True), v2.CenterCrop(224)])
+    expected = official(torch.from_numpy(gradient(300, 600)).permute(2, 0, 1)).float() / 255
+    torch.testing.assert_close(out[0], expected, atol=1e-6, rtol=0)
+    # the red ramp spans the centre 224/256 of the full width, not of a square cut from the middle
+    assert abs(float(out[0, 0, 0, 0]) - 16 / 256) < 0.02 and abs(float(out[0, 0, 0, -1]) - 240 / 256) < 0.02

@@ -2,7 +2,8 @@
 
 Everything downstream (scenarios, batching, transforms) sees images as uint8 tensors of shape
 (3, H, W). Small sets live in memory (`TensorImageSet`); large folder sets keep file paths and
-decode on demand (`FileImageSet`), resized to a fixed storage size so batches stack.
+decode on demand (`FileImageSet`) at their own size, so that the transforms crop and resize the
+original image as the official pipelines do.
 """
 
 from __future__ import annotations
@@ -46,25 +47,28 @@ class TensorImageSet:
 
 @dataclass(frozen=True)
 class FileImageSet:
-    """Images on disk, decoded and resized to `storage_size` when a batch is drawn."""
+    """Images on disk, decoded when a batch is drawn.
+
+    storage_size: None decodes each image at its original size (what the official transforms see);
+    an int resizes the shorter side to it when decoding, aspect kept (faster, coarser crops).
+    """
 
     name: str
     paths: tuple[str, ...]
     targets: torch.Tensor
     classes: tuple[str, ...]
-    storage_size: int = 224
+    storage_size: int | None = None
     meta: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if self.targets.shape != (len(self.paths),):
             raise ValueError(f"{self.name}: {len(self.paths)} paths but targets of shape {tuple(self.targets.shape)}")
+        if self.storage_size is not None and self.storage_size < 1:
+            raise ValueError(f"{self.name}: storage_size must be a positive int or None (original size), "
+                             f"got {self.storage_size}")
 
     def __len__(self) -> int:
         return len(self.paths)
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return self.storage_size, self.storage_size
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> "FileImageSet":
         idx = np.asarray(indices, dtype=np.int64)

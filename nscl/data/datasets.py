@@ -3,17 +3,21 @@
 Real sets are never faked: when files are missing the loader raises `DatasetNotFoundError` saying
 where it looked and how to prepare the data. Two offline sets need no download: `shapes100`
 (procedural, generated and cached) and `digits` (scikit-learn's bundled handwritten digits).
+
+Labels and class names follow the official code of the method lineage (`class_names=`): the label
+order and the names in the text prompts come from the lists shipped in data/class_names (their
+`source` fields cite the official files), the ImageNet-R split from data/splits.
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from nscl.data.base import FileImageSet, ImageSet, TensorImageSet
+from nscl.data.official import DEFAULT_LINEAGE, available_lineages, class_name_table, split_list
 from nscl.paths import cache_dir, data_root
 
 __all__ = ["DATASETS", "DatasetNotFoundError", "load_dataset"]
@@ -28,23 +32,52 @@ class DatasetNotFoundError(FileNotFoundError):
 
 
 def load_dataset(name: str, split: str = "train", root: str | Path | None = None, download: bool = False,
-                 **options) -> ImageSet:
+                 class_names: str | None = None, **options) -> ImageSet:
     """Load `name` ('cifar100', 'imagenet_r', 'domainnet', 'tinyimagenet', 'shapes100', 'digits').
 
     root: data root (default $NSCL_DATA or ~/.cache/nscl/data). download: let torchvision fetch
-    CIFAR-100 when it is missing. options: loader-specific (e.g. n_per_class, image_size, seed for
-    shapes100; storage_size for folder sets).
+    CIFAR-100 when it is missing. class_names: whose names the real sets return as `classes`, 'nsp2'
+    or 'dmnsp' (None: the lineage that uses the set; CIFAR-100 has both: 'dmnsp' keeps its own names,
+    e.g. 'aquarium_fish', 'nsp2' reads 'aquarium fish'). options: loader-specific (n_per_class,
+    image_size, seed for shapes100; storage_size for folder sets; split_lists for ImageNet-R).
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    loader = {"cifar100": _cifar100, "imagenet_r": _imagenet_r, "domainnet": _domainnet,
-              "tinyimagenet": _tinyimagenet, "shapes100": _shapes100, "digits": _digits}[name]
     if name in ("shapes100", "digits"):
-        return loader(split, **options)
-    return loader(split, data_root(root), download=download, **options) if name == "cifar100" else \
-        loader(split, data_root(root), **options)
+        if class_names is not None:
+            raise ValueError(f"class_names={class_names!r}: {name} has a single set of names; class_names "
+                             f"applies to {tuple(DEFAULT_LINEAGE)}")
+        return {"shapes100": _shapes100, "digits": _digits}[name](split, **options)
+    lineage = class_names or DEFAULT_LINEAGE[name]
+    if lineage not in available_lineages(name):
+        raise ValueError(f"class_names={class_names!r}: {name} has names for {available_lineages(name)}")
+    names = class_name_table(name, lineage)
+    if name == "cifar100":
+        return _cifar100(split, data_root(root), names, download=download, **options)
+    loader = {"imagenet_r": _imagenet_r, "domainnet": _domainnet, "tinyimagenet": _tinyimagenet}[name]
+    return loader(split, data_root(root), names, **options)
+
+
+def _label_lookup(names: tuple[tuple[str, str], ...]) -> dict[str, int]:
+    """Official label of each label id (the position in the shipped list)."""
+    return {label_id: i for i, (label_id, _) in enumerate(names)}
+
+
+def _label_of(label_id: str, lookup: dict[str, int], what: str) -> int:
+    if label_id not in lookup:
+        raise DatasetNotFoundError(f"{what}: {label_id!r} is not one of the {len(lookup)} official classes; "
+                                   f"the files are not the official data set (see data/class_names/README.md)")
+    return lookup[label_id]
+
+
+def _file_set(name: str, rows: list[tuple[int, str]], names: tuple[tuple[str, str], ...],
+              storage_size: int | None) -> FileImageSet:
+    """A FileImageSet over (label, path) rows, sorted by label then path as the official loaders list them."""
+    rows = sorted(rows)
+    return FileImageSet(name, tuple(p for _, p in rows), torch.as_tensor([y for y, _ in rows], dtype=torch.long),
+                        tuple(n for _, n in names), storage_size)
 
 
 # --- CIFAR-100 -------------------------------------------------------------------------------
@@ -56,7 +89,7 @@ def _read_cifar_pickle(path: Path) -> dict:
         return pickle.load(f, encoding="latin1")
 
 
-def _cifar100(split: str, root: Path, download: bool = False) -> TensorImageSet:
+def _cifar100(split: str, root: Path, names: tuple[tuple[str, str], ...], download: bool = False) -> TensorImageSet:
     """CIFAR-100 from the official python pickles (the layout torchvision downloads)."""
     base = root / "cifar-100-python"
     if not (base / "meta").exists() and download:
@@ -73,7 +106,10 @@ def _cifar100(split: str, root: Path, download: bool = False) -> TensorImageSet:
             f"or extract https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz so that this folder exists, "
             f"or point NSCL_DATA / root at the folder that holds 'cifar-100-python'.")
     blob = _read_cifar_pickle(base / split)
-    classes = tuple(_read_cifar_pickle(base / "meta")["fine_label_names"])
+    # The pickle's fine labels are the official labels of both lineages; only the names differ.
+    lookup = _label_lookup(names)
+    classes = tuple(names[_label_of(n, lookup, f"{base / 'meta'} fine label name")][1]
+                    for n in _read_cifar_pickle(base / "meta")["fine_label_names"])
     images = torch.from_numpy(np.asarray(blob["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).copy())
     return TensorImageSet("cifar100", images, torch.as_tensor(blob["fine_labels"], dtype=torch.long), classes)
 
@@ -88,16 +124,14 @@ def _images_in(folder: Path) -> list[str]:
     return sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _folder_set(name: str, split_dir: Path, class_names: dict[str, str] | None, storage_size: int) -> FileImageSet:
-    paths, targets, classes = [], [], []
-    for label, folder in enumerate(_class_folders(split_dir)):
-        files = _images_in(folder)
-        paths += files
-        targets += [label] * len(files)
-        classes.append(class_names.get(folder.name, folder.name) if class_names else folder.name)
-    if not paths:
-        raise DatasetNotFoundError(f"{name}: no images found under {split_dir}")
-    return FileImageSet(name, tuple(paths), torch.as_tensor(targets, dtype=torch.long), tuple(classes), storage_size)
+def _labelled_folders(split_dir: Path, lookup: dict[str, int], what: str) -> list[tuple[int, str]]:
+    """(official label, path) of every image under split_dir/<label id>/."""
+    labelled = [(_label_of(folder.name, lookup, f"{what} folder {folder}"), folder)
+                for folder in _class_folders(split_dir)]
+    rows = [(label, path) for label, folder in labelled for path in _images_in(folder)]
+    if not rows:
+        raise DatasetNotFoundError(f"{what}: no images found under {split_dir}")
+    return rows
 
 
 def _require(path: Path, name: str, how: str) -> None:
@@ -106,63 +140,68 @@ def _require(path: Path, name: str, how: str) -> None:
                                    f"Then pass root=... or set NSCL_DATA to the folder that holds it.")
 
 
-def _seeded_split(files: list[str], split: str, test_fraction: float = 0.2, seed: int = 0) -> list[str]:
-    """Deterministic per-class split by a hash of the file name (stable if files are added)."""
-    def bucket(path: str) -> float:
-        digest = hashlib.sha1(f"{seed}:{Path(path).name}".encode()).hexdigest()
-        return int(digest[:8], 16) / 0xFFFFFFFF
-    return [f for f in files if (bucket(f) < test_fraction) == (split == "test")]
+def _imagenet_r(split: str, root: Path, names: tuple[tuple[str, str], ...], storage_size: int | None = None,
+                split_lists: str | Path | None = None) -> FileImageSet:
+    """ImageNet-R with the official NSP² split: 24,000 train / 6,000 test files listed in data/splits.
 
-
-def _imagenet_r(split: str, root: Path, storage_size: int = 256, seed: int = 0) -> FileImageSet:
+    Labels number the wnids in sorted order (zugexiaodui/VPTinNSforCL@0d9c547 utils/dataset_builder.py
+    ImageNetRPath); the lists are that repository's tools/imagenet_r_{train,val}.txt. split_lists: a
+    folder with other lists in the same format (imagenet_r_{train,test}.txt[.gz]); None: the official ones.
+    """
     base = root / "imagenet-r"
     _require(base, "ImageNet-R", "download https://people.eecs.berkeley.edu/~hendrycks/imagenet-r.tar and extract "
-             "it so that imagenet-r/<wnid>/*.jpg exists (200 class folders). nscl splits each class 80/20 by a "
-             "seeded hash of the file name; to use another split, make imagenet-r/train/<wnid>/ and "
-             "imagenet-r/test/<wnid>/ folders instead.")
-    if (base / "train").is_dir():
-        return _folder_set("imagenet_r", base / split, None, storage_size)
-    paths, targets, classes = [], [], []
-    for label, folder in enumerate(_class_folders(base)):
-        files = _seeded_split(_images_in(folder), split, seed=seed)
-        paths += files
-        targets += [label] * len(files)
-        classes.append(folder.name)
-    return FileImageSet("imagenet_r", tuple(paths), torch.as_tensor(targets, dtype=torch.long), tuple(classes),
-                        storage_size)
+             "it so that imagenet-r/<wnid>/*.jpg exists (200 class folders); nscl reads the official NSP² split "
+             "lists from data/splits.")
+    listed = split_list("imagenet_r", split, split_lists)
+    missing = [p for p in listed if not (base / p).is_file()]
+    if missing:
+        raise DatasetNotFoundError(f"ImageNet-R at {base} lacks {len(missing)} of the {len(listed)} files of the "
+                                   f"official {split} list (e.g. {missing[:3]}); extract the complete imagenet-r.tar "
+                                   f"there (the list is data/splits/imagenet_r_{split}.txt.gz).")
+    lookup = _label_lookup(names)
+    rows = [(_label_of(p.split("/")[0], lookup, f"ImageNet-R list entry {p!r}"), str(base / p)) for p in listed]
+    return _file_set("imagenet_r", rows, names, storage_size)
 
 
-def _domainnet(split: str, root: Path, storage_size: int = 256) -> FileImageSet:
+def _domainnet(split: str, root: Path, names: tuple[tuple[str, str], ...],
+               storage_size: int | None = None) -> FileImageSet:
+    """The NSP² DomainNet subset as the official tools/split_sdomainnet.py lays it out: <split>/<label:03d>/.
+
+    Labels are the folder numbers (zugexiaodui/VPTinNSforCL@0d9c547 utils/dataset_builder.py
+    SDomainNetPath); the official tool names the test split 'val', which is read when 'test' is absent.
+    """
     base = root / "domainnet"
-    _require(base / split, "DomainNet (the NSP² 200-class subset)",
+    split_dir = base / "val" if split == "test" and not (base / "test").is_dir() else base / split
+    _require(split_dir, "DomainNet (the NSP² 200-class subset)",
              "download DomainNet (http://ai.bu.edu/M3SDA/), then build the subset with the official NSP² "
              "tools (zugexiaodui/VPTinNSforCL tools/split_sdomainnet.py with its sdomain_{train,val}.txt lists) "
-             "and place its train/ and val/ folders as domainnet/train and domainnet/test (one folder per label).")
-    return _folder_set("domainnet", base / split, None, storage_size)
+             "and place its train/ and val/ folders as domainnet/train and domainnet/test (or val).")
+    return _file_set("domainnet", _labelled_folders(split_dir, _label_lookup(names), "DomainNet"), names,
+                     storage_size)
 
 
-def _tinyimagenet(split: str, root: Path, storage_size: int = 64) -> FileImageSet:
+def _tinyimagenet(split: str, root: Path, names: tuple[tuple[str, str], ...],
+                  storage_size: int | None = None) -> FileImageSet:
+    """TinyImageNet; the public validation set is the test set (labels from val_annotations.txt).
+
+    Labels number the wnids in tiny-imagenet-200/wnids.txt order, as continuum's TinyImageNet200 does
+    for DMNSP (Continvvm/continuum@43ba009 continuum/datasets/imagenet.py); that order ships with the
+    names (data/class_names/tinyimagenet_dmnsp.json), so the local wnids.txt is not needed.
+    """
     base = root / "tiny-imagenet-200"
     _require(base / "train", "TinyImageNet", "download http://cs231n.stanford.edu/tiny-imagenet-200.zip and unzip "
-             "it so that tiny-imagenet-200/{train,val,wnids.txt,words.txt} exist.")
-    words = {}
-    if (base / "words.txt").exists():
-        for line in (base / "words.txt").read_text().splitlines():
-            wnid, _, names = line.partition("\t")
-            words[wnid] = names.split(",")[0].strip()
-    wnids = sorted(p.name for p in _class_folders(base / "train"))
-    classes = tuple(words.get(w, w) for w in wnids)
+             "it so that tiny-imagenet-200/{train,val} exist.")
+    lookup = _label_lookup(names)
     if split == "train":
-        return _folder_set("tinyimagenet", base / "train", words, storage_size)
-    # The public validation set is the test set; labels come from val_annotations.txt.
+        return _file_set("tinyimagenet", _labelled_folders(base / "train", lookup, "TinyImageNet"), names,
+                         storage_size)
     ann = base / "val" / "val_annotations.txt"
     if not ann.exists():
         raise DatasetNotFoundError(f"TinyImageNet validation labels missing: expected {ann}")
-    label_of = {w: i for i, w in enumerate(wnids)}
     rows = [line.split("\t")[:2] for line in ann.read_text().splitlines() if line.strip()]
-    paths = tuple(str(base / "val" / "images" / f) for f, _ in rows)
-    targets = torch.as_tensor([label_of[w] for _, w in rows], dtype=torch.long)
-    return FileImageSet("tinyimagenet", paths, targets, classes, storage_size)
+    labelled = [(_label_of(wnid, lookup, f"TinyImageNet {ann.name}"), str(base / "val" / "images" / file))
+                for file, wnid in rows]
+    return _file_set("tinyimagenet", labelled, names, storage_size)
 
 
 # --- offline sets ----------------------------------------------------------------------------

@@ -182,7 +182,7 @@ class DMNSP(ContinualMethod):
     def begin_task(self, task: TaskInfo) -> None:
         self.task = task
         if self.tokens is None:
-            prompts = [self.config.template.format(name.replace("_", " ")) for name in task.class_names]
+            prompts = [self.config.template.format(name) for name in task.class_names]
             self.tokens = self.tokenizer(prompts).to(self.device)
         trained = self._trained_parameters(task)
         for name, p in self.params.items():

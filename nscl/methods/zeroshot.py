@@ -38,7 +38,7 @@ class ZeroShotCLIP(ContinualMethod):
     def begin_task(self, task: TaskInfo) -> None:
         self.task = task
         if self.text is None:
-            prompts = [self.config.template.format(n.replace("_", " ")) for n in task.class_names]
+            prompts = [self.config.template.format(n) for n in task.class_names]
             self.text = F.normalize(self.clip.encode_text(self.tokenizer(prompts).to(self.device)), dim=-1)
 
     def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,10 @@
 """The papers' backbones, built through their own libraries, and their input transforms.
 
 * VPT-NSP²: timm ``vit_base_patch16_224.augreg_in21k`` (ViT-B/16, ImageNet-21k);
-* CLIP-NSP² and DMNSP: open_clip ``ViT-B-16`` with ``pretrained="openai"``.
+* CLIP-NSP² and DMNSP: open_clip ``ViT-B-16`` with ``pretrained="openai"`` and QuickGELU, the
+  activation OpenAI's CLIP was trained with (NSP²: timm ``vit_base_patch16_clip_quickgelu_224.openai``,
+  zugexiaodui/VPTinNSforCL@0d9c547 train_*_clip.sh; DMNSP: RL-VIG/DMNSP@4c1c2f1 clip/model.py builds
+  its blocks with QuickGELU).
 
 Weights come from the libraries' own download paths. Without them (no network, no cache) the
 library's error is raised as is; tests build the same architectures with random weights.
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from nscl.data.loading import BatchTransform
+from nscl.data.transforms import BatchTransform
 
 __all__ = ["VIT_NAME", "CLIP_NAME", "CLIP_PRETRAINED", "build_vit", "build_clip", "vit_transform", "clip_transform",
            "count_parameters", "freeze"]
@@ -33,11 +36,16 @@ def build_vit(name: str = VIT_NAME, pretrained: bool = True, **kwargs) -> nn.Mod
     return timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
 
 
-def build_clip(name: str = CLIP_NAME, pretrained: str | None = CLIP_PRETRAINED, **kwargs):
-    """(open_clip CLIP model, tokenizer). pretrained=None gives random weights of the same architecture."""
+def build_clip(name: str = CLIP_NAME, pretrained: str | None = CLIP_PRETRAINED, quick_gelu: bool = True, **kwargs):
+    """(open_clip CLIP model, tokenizer). pretrained=None gives random weights of the same architecture.
+
+    quick_gelu: build the MLPs with QuickGELU, as the OpenAI weights need (open_clip's "ViT-B-16"
+    config uses nn.GELU and only warns when OpenAI weights are loaded into it); applies with
+    pretrained=None too, so that random-weight models have the paper's architecture.
+    """
     import open_clip
 
-    model = open_clip.create_model(name, pretrained=pretrained, **kwargs)
+    model = open_clip.create_model(name, pretrained=pretrained, force_quick_gelu=quick_gelu, **kwargs)
     return model.eval(), open_clip.get_tokenizer(name)
 
 
@@ -50,11 +58,17 @@ def vit_transform(model: nn.Module, augment: str = "none", size: int | None = No
 
 
 def clip_transform(model: nn.Module, augment: str = "none", rrc_scale: tuple[float, float] = (0.9, 1.0)) -> BatchTransform:
-    """Batch transform with CLIP's normalisation at the vision tower's input size."""
+    """Batch transform with CLIP's normalisation at the vision tower's input size.
+
+    Train crops are bicubic (DMNSP: RandomResizedCrop(224, scale=(0.9, 1.0), bicubic), RL-VIG/DMNSP@4c1c2f1
+    clip/clip.py _transform); eval is CLIP's preprocess, Resize of the shorter side + CenterCrop,
+    bicubic (the same file's eval branch; the official DMNSP main.py evaluates with the train transform).
+    """
     size = model.visual.image_size
-    size = size[0] if isinstance(size, (tuple, list)) else size
-    return BatchTransform(size=int(size), mean=tuple(OPENAI_DATASET_MEAN), std=tuple(OPENAI_DATASET_STD),
-                          augment=augment, rrc_scale=rrc_scale)
+    size = int(size[0] if isinstance(size, (tuple, list)) else size)
+    return BatchTransform(size=size, mean=tuple(OPENAI_DATASET_MEAN), std=tuple(OPENAI_DATASET_STD),
+                          augment=augment, rrc_scale=rrc_scale, interpolation="bicubic", eval_resize=size,
+                          eval_keep_aspect=True)
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

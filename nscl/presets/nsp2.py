@@ -1,4 +1,4 @@
-"""NSP² recipes: the official scripts' settings (`paper`) and the book's CPU version (`tiny`).
+r"""NSP² recipes: the official scripts' settings (`paper`) and the book's CPU version (`tiny`).
 
 Paper (zugexiaodui/VPTinNSforCL train_*.sh; Lu et al. 2024, App. B):
 * VPT: timm ViT-B/16 IN-21k, 4 prompts in all 12 blocks, a head per task, Adam lr 0.01, weight decay
@@ -9,6 +9,25 @@ Paper (zugexiaodui/VPTinNSforCL train_*.sh; Lu et al. 2024, App. B):
   --prompt_end_block 3 is inclusive, i.e. 4 blocks: `clip_prompt_layers="code"`), text-embedding
   classifier with a trainable logit scale, lr 0.001, batch 220, 10 epochs x 2 passes, temperature 1,
   eta 0.98, classifier refinement from class statistics after every task.
+
+Matching the official code (zugexiaodui/VPTinNSforCL@0d9c547, train_eval.py), each with a test:
+the learning rate follows timm's MultiStepLRScheduler as the official loop steps it (decay one
+epoch before the milestone's number: 1e-2 x4, 1e-3 x3, 1e-4 x3); `expand_times` repeats the data
+and batches it once per epoch (ceil(r * n / b) steps); the first task's head is timm's
+(trunc_normal std .02, zero bias), later heads nn.Linear's default; CLIP's projection head has a
+zero-initialised bias that refinement trains with it; OpenAI CLIP uses QuickGELU; per-data-set
+augmentation, evaluation transforms, class names and the ImageNet-R file lists are the official ones.
+
+Deliberate differences (kept, and said where a user sees them):
+* bf16 autocast on a GPU instead of fp16 with loss scaling (no scaler to tune, same range as fp32);
+* CLIP prompts in the first 3 blocks, as the paper says (`clip_prompt_layers="code"`: the script's 4);
+* the CLIP text classifier averages OpenAI's 80 ImageNet templates (the official code keeps its own
+  per-data-set lists in clip/text_prompts.py);
+* the consistency matrices accumulate in float64 (the official: the model's dtype);
+* every null-space rule also keeps the numerically-zero directions ($s_i \le$ rtol $\cdot s_{max}$),
+  which the adaptive rule alone could leave out when the spectrum has an exact cliff;
+* the task-2 head starts from a fresh init (the official loop reuses task 1's trained head for
+  task 2 when both tasks have as many classes, a side effect of its head resizing, not a choice).
 """
 
 from __future__ import annotations
@@ -18,7 +37,7 @@ from typing import Literal
 
 from nscl.consistency import ConditionSpec
 from nscl.data.loading import BatchTransform
-from nscl.methods.nsp2 import NSP2, NSP2Config
+from nscl.methods.nsp2 import NSP2, NSP2Config, control_configs
 from nscl.nullspace import NullSpaceRule
 from nscl.presets.common import BENCHMARKS, Experiment, check_preset, load_benchmark
 from nscl.run import RunConfig
@@ -77,8 +96,11 @@ def nsp2_recipe(preset: str = "tiny", backbone: Literal["vit", "clip"] = "vit", 
     return benchmark, cfg, run
 
 
-def build_nsp2(preset: str, backbone: str, config: NSP2Config, benchmark: str) -> NSP2:
-    """A fresh NSP² (or Seq) method: backbone weights from the library (paper) or the tiny cache."""
+def build_nsp2(preset: str, backbone: str, config: NSP2Config, benchmark: str, pretrained: bool = True) -> NSP2:
+    """A fresh NSP² (or Seq) method: backbone weights from the library (paper) or the tiny cache.
+
+    pretrained=False (paper preset): the same architectures with random weights, for tests on a CPU.
+    """
     if preset == "tiny":
         from nscl.models.tiny import pretrained_tiny_clip, pretrained_tiny_vit, tiny_transform
 
@@ -86,35 +108,45 @@ def build_nsp2(preset: str, backbone: str, config: NSP2Config, benchmark: str) -
             return NSP2(pretrained_tiny_vit(), tiny_transform(train=True), config)
         clip, tokenizer = pretrained_tiny_clip()
         return NSP2(clip.visual, tiny_transform(train=True), config, clip_model=clip, tokenizer=tokenizer)
-    from nscl.models.backbones import build_clip, build_vit, clip_transform, vit_transform
+    from nscl.data.transforms import nsp2_transform
+    from nscl.models.backbones import CLIP_PRETRAINED, build_clip, build_vit, clip_transform, vit_transform
 
     dataset = BENCHMARKS[benchmark].dataset
     if backbone == "vit":
-        vit = build_vit()
-        base = vit_transform(vit, augment="autoaugment")
-        transform = BatchTransform(size=base.size, mean=base.mean, std=base.std, augment="autoaugment",
-                                   interpolation="bicubic" if dataset == "cifar100" else "bilinear")
-        return NSP2(vit, transform, config)
-    clip, tokenizer = build_clip()
-    return NSP2(clip.visual, clip_transform(clip, augment="autoaugment", rrc_scale=(0.08, 1.0)), config,
+        vit = build_vit(pretrained=pretrained)
+        base = vit_transform(vit)  # the model's normalisation and input size
+        return NSP2(vit, nsp2_transform(dataset, "vit", base.mean, base.std, base.size), config)
+    clip, tokenizer = build_clip(pretrained=CLIP_PRETRAINED if pretrained else None)
+    base = clip_transform(clip)
+    return NSP2(clip.visual, nsp2_transform(dataset, "clip", base.mean, base.std, base.size), config,
                 clip_model=clip, tokenizer=tokenizer)
 
 
 def nsp2_experiment(preset: str = "tiny", backbone: Literal["vit", "clip"] = "vit", benchmark: str | None = None,
                     device: str = "cpu", data_root: str | None = None, download: bool = False,
-                    clip_prompt_layers: Literal["paper", "code"] = "paper", **config_overrides) -> Experiment:
-    """Seq and NSP² on one benchmark, ready to `run_all(seeds)`; `config_overrides` go to NSP2Config."""
+                    clip_prompt_layers: Literal["paper", "code"] = "paper", controls: bool = True,
+                    **config_overrides) -> Experiment:
+    """Seq and NSP² on one benchmark, ready to `run_all(seeds)`; `config_overrides` go to NSP2Config.
+
+    controls=True adds the frozen control (prompts trained on the first task only) and the joint upper
+    bound (`nscl.methods.nsp2.control_configs`).
+    """
     benchmark, cfg, run = nsp2_recipe(preset, backbone, benchmark, device, clip_prompt_layers)
     cfg = replace(cfg, **config_overrides)
     kind = "VPT" if backbone == "vit" else "CLIP"
+    variants = control_configs(cfg)
+    configs = {f"{kind}-Seq": variants["Seq"], f"{kind}-NSP²": cfg}
+    if controls:
+        configs.update({f"{kind}-frozen": variants["frozen"], f"{kind}-joint": variants["joint"]})
 
-    def method(null_space: bool):
-        return lambda seed: build_nsp2(preset, backbone, replace(cfg, null_space=null_space, seed=seed), benchmark)
+    def method(name: str, config: NSP2Config):
+        return lambda seed: build_nsp2(preset, backbone, replace(config, seed=seed, name=name), benchmark)
 
     return Experiment(
         benchmark=BENCHMARKS[benchmark],
         data=lambda seed: load_benchmark(benchmark, seed, root=data_root, download=download),
         run=run,
-        methods={f"{kind}-Seq": method(False), f"{kind}-NSP²": method(True)},
+        methods={name: method(name, config) for name, config in configs.items()},
+        run_overrides={f"{kind}-joint": {"joint": True}} if controls else {},
         notes={"recipe": f"{preset} {kind}-NSP²", "refine_head": str(cfg.refine_head)},
     )

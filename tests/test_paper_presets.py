@@ -1,0 +1,76 @@
+"""The paper presets at paper sizes (ViT-B/16, 224 px) on a CPU with random weights: build, then two
+optimiser steps on the second task, with the null-space projection built from the first."""
+
+import pytest
+import torch
+
+from nscl.methods.base import TaskInfo
+from nscl.presets.nsp2 import build_nsp2, nsp2_recipe
+
+CLASSES = ("apple", "aquarium_fish", "baby", "bear")
+
+
+def two_tasks(n_train: int = 2) -> tuple[TaskInfo, TaskInfo]:
+    first = TaskInfo(0, range(0, 2), 2, CLASSES, n_train, steps_per_epoch=1, epochs=1)
+    return first, TaskInfo(1, range(2, 4), 4, CLASSES, n_train, steps_per_epoch=1, epochs=1)
+
+
+def cifar_like(n: int, seed: int) -> torch.Tensor:
+    return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("backbone", ["vit", "clip"])
+def test_nsp2_paper_preset_takes_projected_steps_at_paper_size(backbone):
+    benchmark, config, run = nsp2_recipe("paper", backbone, "cifar100-10s")
+    method = build_nsp2("paper", backbone, config, benchmark, pretrained=False)
+    method.setup("cpu", "fp32")
+    images, labels = cifar_like(2, 0), torch.tensor([0, 1])
+    x = method.transform(images, train=True, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (2, 3, 224, 224)
+    first, second = two_tasks()
+    method.begin_task(first)
+    method.training_step(x, labels)
+
+    def batches(train_transform: bool = False, **_):
+        yield method.transform(images, train=train_transform), labels
+
+    method.end_task(first, batches)
+    layers = 12 if backbone == "vit" else len(config.prompt_layers)
+    assert method.projection.right.shape == (layers, 768, 768) and method.projection.left.shape == (layers, 4, 4)
+    method.begin_task(second)
+    before = method.prompts.detach().clone()
+    losses = [method.training_step(x, labels + 2) for _ in range(2)]
+    delta = method.prompts.detach() - before
+    assert all(torch.isfinite(loss) for loss in losses)
+    assert torch.isfinite(delta).all() and delta.abs().max() > 0
+
+
+@pytest.mark.parametrize("variant", ["paper", "code"])
+def test_dmnsp_paper_preset_takes_projected_steps_at_paper_size(variant):
+    from dataclasses import replace
+
+    from nscl.methods.dmnsp import DMNSP
+    from nscl.presets.dmnsp import VARIANTS, build_clip_for, dmnsp_recipe
+
+    _, config, _ = dmnsp_recipe("paper", "cifar100-10-10")
+    config = replace(config, basis_batch_size=2, **VARIANTS[variant])
+    clip, tokenizer, transform = build_clip_for("paper", pretrained=False)
+    method = DMNSP(clip, tokenizer, transform, config)
+    method.setup("cpu", "fp32")
+    images, labels = cifar_like(2, 1), torch.tensor([0, 1])
+    x = method.transform(images, train=True, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (2, 3, 224, 224)
+    first, second = two_tasks()
+    method.begin_task(first)
+    method.training_step(x, labels)
+
+    def batches(train_transform: bool = False, **_):
+        yield method.transform(images, train=train_transform), labels
+
+    method.end_task(first, batches)
+    method.begin_task(second)
+    visual = [p for n, p in clip.named_parameters() if n.startswith("visual") and "adapt" in n and p.ndim == 2]
+    before = [p.detach().clone() for p in visual]
+    losses = [method.training_step(x, labels + 2) for _ in range(2)]
+    assert all(torch.isfinite(loss) for loss in losses)
+    assert any((p.detach() - b).abs().max() > 0 for p, b in zip(visual, before))
