@@ -9,7 +9,6 @@ NOTEBOOKS := $(patsubst book/%.py,$(BUILD)/book/%.ipynb,$(CHAPTERS))
 # One cache for generated data and pretrained tiny backbones, shared by tests and chapters.
 export NSCL_CACHE ?= $(CURDIR)/.cache/nscl
 export PYTHONUNBUFFERED := 1
-export MPLBACKEND := Agg
 
 .PHONY: book test venv notebooks clean
 
