@@ -19,15 +19,13 @@ def cifar_like(n: int, seed: int) -> torch.Tensor:
     return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("backbone", ["vit", "clip"])
-def test_nsp2_paper_preset_takes_projected_steps_at_paper_size(backbone):
-    benchmark, config, run = nsp2_recipe("paper", backbone, "cifar100-10s")
-    method = build_nsp2("paper", backbone, config, benchmark, pretrained=False)
+def learn_first_task(method, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step on task 1 at 224 px, then its end (null spaces built); returns the batch for task 2."""
     method.setup("cpu", "fp32")
-    images, labels = cifar_like(2, 0), torch.tensor([0, 1])
+    labels = torch.tensor([0, 1])
     x = method.transform(images, train=True, generator=torch.Generator().manual_seed(0))
     assert x.shape == (2, 3, 224, 224)
-    first, second = two_tasks()
+    first = two_tasks()[0]
     method.begin_task(first)
     method.training_step(x, labels)
 
@@ -35,9 +33,17 @@ def test_nsp2_paper_preset_takes_projected_steps_at_paper_size(backbone):
         yield method.transform(images, train=train_transform), labels
 
     method.end_task(first, batches)
+    return x, labels
+
+
+@pytest.mark.parametrize("backbone", ["vit", "clip"])
+def test_nsp2_paper_preset_takes_projected_steps_at_paper_size(backbone):
+    benchmark, config, run = nsp2_recipe("paper", backbone, "cifar100-10s")
+    method = build_nsp2("paper", backbone, config, benchmark, pretrained=False)
+    x, labels = learn_first_task(method, cifar_like(2, 0))
     layers = 12 if backbone == "vit" else len(config.prompt_layers)
     assert method.projection.right.shape == (layers, 768, 768) and method.projection.left.shape == (layers, 4, 4)
-    method.begin_task(second)
+    method.begin_task(two_tasks()[1])
     before = method.prompts.detach().clone()
     losses = [method.training_step(x, labels + 2) for _ in range(2)]
     delta = method.prompts.detach() - before
@@ -56,19 +62,8 @@ def test_dmnsp_paper_preset_takes_projected_steps_at_paper_size(variant):
     config = replace(config, basis_batch_size=2, **VARIANTS[variant])
     clip, tokenizer, transform = build_clip_for("paper", pretrained=False)
     method = DMNSP(clip, tokenizer, transform, config)
-    method.setup("cpu", "fp32")
-    images, labels = cifar_like(2, 1), torch.tensor([0, 1])
-    x = method.transform(images, train=True, generator=torch.Generator().manual_seed(0))
-    assert x.shape == (2, 3, 224, 224)
-    first, second = two_tasks()
-    method.begin_task(first)
-    method.training_step(x, labels)
-
-    def batches(train_transform: bool = False, **_):
-        yield method.transform(images, train=train_transform), labels
-
-    method.end_task(first, batches)
-    method.begin_task(second)
+    x, labels = learn_first_task(method, cifar_like(2, 1))
+    method.begin_task(two_tasks()[1])
     visual = [p for n, p in clip.named_parameters() if n.startswith("visual") and "adapt" in n and p.ndim == 2]
     before = [p.detach().clone() for p in visual]
     losses = [method.training_step(x, labels + 2) for _ in range(2)]
