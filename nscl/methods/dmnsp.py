@@ -118,6 +118,21 @@ class DMNSPConfig:
             raise ValueError(f"common_space='pooled' pools the input covariances of variant='paper'; the code "
                              f"variant chains its layers' bases (got variant={self.variant!r}; set "
                              "common_space='intersect')")
+        if not self.lr > 0:
+            raise ValueError(f"DMNSPConfig.lr={self.lr}: the learning rate must be positive (the recipes use 1e-3 "
+                             "(paper) or 1e-2 (tiny))")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"DMNSPConfig.weight_decay={self.weight_decay}: give a value >= 0 (the recipes: 0)")
+        if self.warmup_steps < 0:
+            raise ValueError(f"DMNSPConfig.warmup_steps={self.warmup_steps}: give a number of steps >= 0")
+        if isinstance(self.bottleneck, bool) or int(self.bottleneck) != self.bottleneck or self.bottleneck < 1:
+            raise ValueError(f"DMNSPConfig.bottleneck={self.bottleneck!r}: the adapters' hidden width must be an "
+                             "integer >= 1 (the recipes: 64)")
+        if not 0 <= self.adapter_dropout < 1:
+            raise ValueError(f"DMNSPConfig.adapter_dropout={self.adapter_dropout}: give a probability in [0, 1) "
+                             "(the recipes: 0.1)")
+        if self.basis_batch_size < 1:
+            raise ValueError(f"DMNSPConfig.basis_batch_size={self.basis_batch_size}: give at least 1 image")
         if self.freeze_visual_after_first_task and self.projection:
             raise ValueError("freeze_visual_after_first_task=True is the frozen control: set projection=False "
                              "(the visual adapters get no gradient to project)")
@@ -157,6 +172,7 @@ class DMNSP(ContinualMethod):
         self.lam: torch.Tensor | None = None
         self.log: list[dict] = []
         self.lambda_history: list[dict] = []        # per task from the 2nd on: {tower: (L, L) coefficients}
+        self.atlas: list[dict] = []                 # paper variant: per task, tower, layer, input kind (x, h)
         self.null_dims: list[dict] = []             # per task, layer and weight: size of the projection's range
         self.adam_moments: list[dict] = []          # per task, tower and weight kind: AdamW moment health
         self.snapshots: list[dict] = []             # record_parameters: adapter parameters after every task
@@ -324,13 +340,13 @@ class DMNSP(ContinualMethod):
         null_dims: per task and layer, each projection's rank; lambda; parameter snapshots."""
         return {"log": list(self.log), "adam_moments": list(self.adam_moments), "lambda": list(self.lambda_history),
                 "null_dims": list(self.null_dims), "parameters": list(self.snapshots),
-                "initial_parameters": self.initial}
+                "initial_parameters": self.initial, "atlas": list(self.atlas)}
 
     # -- checkpoints ----------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"adapters": {n: p.detach().cpu() for n, p in self.params.items()},
                 "state": to_cpu(self.state), "operators": to_cpu(self.operators),
-                "lambda_history": to_cpu(self.lambda_history), "null_dims": self.null_dims,
+                "lambda_history": to_cpu(self.lambda_history), "null_dims": self.null_dims, "atlas": self.atlas,
                 "adam_moments": self.adam_moments, "snapshots": self.snapshots,
                 "lam": None if self.lam is None else to_cpu(self.lam), "log": self.log,
                 "tokens": None if self.tokens is None else self.tokens.cpu(), "task": self.task}
@@ -345,6 +361,7 @@ class DMNSP(ContinualMethod):
         self.log = list(state["log"])
         self.lambda_history = list(state.get("lambda_history", []))
         self.null_dims = list(state.get("null_dims", []))
+        self.atlas = list(state.get("atlas", []))
         self.adam_moments = list(state.get("adam_moments", []))
         self.snapshots = list(state.get("snapshots", []))
         self.tokens = None if state["tokens"] is None else state["tokens"].to(self.device)

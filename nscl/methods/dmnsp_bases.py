@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from nscl.atlas import atlas_rows
 from nscl.methods.base import Batches, TaskInfo
 from nscl.multilayer import drop_top_basis, gram, intersection_projector, projector_chain
 from nscl.nullspace import CovarianceAccumulator, NullSpaceRule, null_space_mask, spectrum
@@ -59,8 +60,13 @@ def _accumulate_inputs(method, task: TaskInfo, batches: Batches) -> None:
     finally:
         method.adapters.recorder = None
     for tower in method.towers:
+        own = {kind: [acc.current_task_matrix.clone() for acc in method.state[tower][kind]] for kind in ("x", "h")}
         for acc in (*method.state[tower]["x"], *method.state[tower]["h"]):
             acc.end_task()
+        layers = list(range(len(own["x"])))
+        for kind in ("x", "h"):
+            rows = atlas_rows(task.index, kind, own[kind], [acc.matrix for acc in method.state[tower][kind]], layers)
+            method.atlas += [{**row, "tower": tower} for row in rows]
 
 
 def layer_null_space_rule(top_select: int, energy_threshold: float | None) -> NullSpaceRule:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nscl.atlas import atlas_rows
 from nscl.consistency import ConditionRecorder, ConditionSpec, condition_projectors, drift_penalty
 from nscl.data.loading import BatchTransform
 from nscl.methods.base import Batches, ContinualMethod, TaskInfo
@@ -112,6 +113,7 @@ class NSP2(ContinualMethod):
         self.projection: TwoSidedProjection | None = None
         self.previous_prompts: torch.Tensor | None = None
         self.null_space_info: list[list] = []
+        self.atlas: list[dict] = []                    # per task, layer and condition: spectrum, task's top basis
         self.prompt_history: list[torch.Tensor] = []   # the prompts after every task (small: L x m x D)
         self.stats = ClassStatistics() if config.refine_head else None
         self.task: TaskInfo | None = None
@@ -202,7 +204,12 @@ class NSP2(ContinualMethod):
                 self.encoder.pre_logits(images)
         finally:
             self.encoder.bank.recorder = None
+        layers = list(self.recorder.layers)
+        own = {kind: [acc[l].current_task_matrix.clone() for l in layers]
+               for kind, acc in (("affinity", self.recorder.affinity), ("aggregation", self.recorder.aggregation))}
         self.recorder.end_task(task.n_train)
+        for kind, acc in (("affinity", self.recorder.affinity), ("aggregation", self.recorder.aggregation)):
+            self.atlas += atlas_rows(task.index, kind, own[kind], [acc[l].matrix for l in layers], layers)
         left, right, infos = condition_projectors(self.recorder, self.config.conditions, self.encoder.ln_gains(),
                                                   self.prompts.detach(), dtype=self.prompts.dtype)
         self.projection = TwoSidedProjection(left.to(self.device), right.to(self.device))
@@ -245,6 +252,7 @@ class NSP2(ContinualMethod):
             "previous_prompts": None if self.previous_prompts is None else self.previous_prompts.cpu(),
             "recorder": None if self.recorder is None else self.recorder.state_dict(),
             "null_space_info": self.null_space_info,
+            "atlas": self.atlas,
             "prompt_history": self.prompt_history,
             "stats": None if self.stats is None else self.stats.state_dict(),
             "clip_proj": None if self.encoder.projection_bias is None
@@ -271,6 +279,7 @@ class NSP2(ContinualMethod):
         if state["recorder"] is not None:
             self.recorder.load_state_dict(state["recorder"])
         self.null_space_info = list(state["null_space_info"])
+        self.atlas = list(state.get("atlas", []))
         self.prompt_history = list(state.get("prompt_history", []))
         if state["stats"] is not None:
             self.stats.load_state_dict(state["stats"])
@@ -288,7 +297,7 @@ class NSP2(ContinualMethod):
                 for t, per_layer in enumerate(self.null_space_info)
                 for layer, pair in zip(self.encoder.bank.layers, per_layer)
                 for cond, info in zip(("affinity", "aggregation"), pair)]
-        return {"null_space": rows, "prompts": list(self.prompt_history)}
+        return {"null_space": rows, "prompts": list(self.prompt_history), "atlas": list(self.atlas)}
 
 
 def _moved(recorder: ConditionRecorder, device: torch.device) -> ConditionRecorder:
