@@ -6,11 +6,16 @@ PY := $(VENV)/bin/python
 BUILD ?= build
 CHAPTERS := $(sort $(wildcard book/[0-9][0-9]_*.py))
 NOTEBOOKS := $(patsubst book/%.py,$(BUILD)/book/%.ipynb,$(CHAPTERS))
+SITE_SRC := $(BUILD)/site-src
+HTML := $(BUILD)/html
+# MathJax 3 for the rendered book, from the npm registry (package.json / package-lock.json).
+MATHJAX := node_modules/mathjax/es5/tex-chtml.js
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # One cache for generated data and pretrained tiny backbones, shared by tests and chapters.
 export NSCL_CACHE ?= $(CURDIR)/.cache/nscl
 export PYTHONUNBUFFERED := 1
 
-.PHONY: book test venv notebooks clean
+.PHONY: book test venv notebooks execute html browser-test chromium clean
 
 venv: $(VENV)/.installed
 
@@ -20,25 +25,57 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[book,test]"
 	touch $@
 
-# Jupytext sources -> unexecuted .ipynb (papermill / nbmake input).
+$(MATHJAX): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Jupytext sources -> unexecuted .ipynb (papermill input).
 $(BUILD)/book/%.ipynb: book/%.py $(VENV)/.installed
 	@mkdir -p $(dir $@)
 	$(VENV)/bin/jupytext --quiet --to ipynb --output $@ $<
 
 notebooks: $(NOTEBOOKS)
 
-# Execute every chapter with its default (tiny, CPU) parameters; executed copies land in build/.
-book: $(NOTEBOOKS)
+# The book: every chapter executed once, then rendered to static HTML (build/html/index.html).
+book: execute
+	@$(MAKE) --no-print-directory html
+
+# Execute every chapter with its default (tiny, CPU) parameters into build/executed/;
+# a cell that raises stops here (papermill exits non-zero, the failing notebook is kept).
+execute: $(NOTEBOOKS)
 	@mkdir -p $(BUILD)/executed
 	@for nb in $(NOTEBOOKS); do \
-	  echo "== $$nb"; \
+	  echo "== $$nb"; start=$$(date +%s); \
 	  $(VENV)/bin/papermill --log-level WARNING $$nb $(BUILD)/executed/$$(basename $$nb) || exit 1; \
+	  echo "== $$nb executed in $$(( $$(date +%s) - start )) s"; \
 	done
 
-# Unit tests, then every chapter executed by nbmake (from book/ so relative paths match `make book`).
-test: $(NOTEBOOKS)
-	$(PY) -m pytest -q tests
-	$(PY) -m pytest -q -p no:cacheprovider --nbmake --nbmake-timeout=900 $(NOTEBOOKS)
+# Render the executed chapters (no execution, no network) into build/html: book/build_site.py
+# assembles build/site-src (chapters, index.md, references, _config.yml, generated _toc.yml,
+# MathJax), Sphinx (Jupyter Book 1: myst-nb + sphinx-book-theme) builds it.
+html: $(VENV)/.installed $(MATHJAX)
+	@start=$$(date +%s); \
+	$(PY) book/build_site.py --executed $(BUILD)/executed --out $(SITE_SRC) && \
+	rm -rf $(HTML) $(BUILD)/.doctrees && \
+	$(VENV)/bin/sphinx-build -q -b html -d $(BUILD)/.doctrees $(SITE_SRC) $(HTML) && \
+	echo "html: $(HTML)/index.html built in $$(( $$(date +%s) - start )) s"
+
+# The rendered book in headless Chromium, network blocked (tests/test_book_html.py).
+browser-test: chromium $(VENV)/.installed
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_book_html.py
+
+# Debian's Chromium for the browser test (Playwright drives it; `playwright install` is not used).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  echo "Installing Debian's chromium for the browser test"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+
+# Unit tests, then the book (each chapter executed once, a cell error fails), then its HTML in a browser.
+test: chromium $(VENV)/.installed
+	$(PY) -m pytest -q tests --ignore=tests/test_book_html.py
+	@$(MAKE) --no-print-directory book
+	@$(MAKE) --no-print-directory browser-test
 
 clean:
 	rm -rf $(BUILD)
