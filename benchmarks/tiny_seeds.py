@@ -1,7 +1,7 @@
 """Run a tiny-preset experiment over several seeds and commit its tables (the chapters read them).
 
     python benchmarks/tiny_seeds.py nsp2              # VPT-Seq, VPT-NSP², VPT-frozen, VPT-joint; seeds 0 1 2
-    python benchmarks/tiny_seeds.py dmnsp --variants paper code
+    python benchmarks/tiny_seeds.py dmnsp --variants paper energy-0.985 code   # + zero-shot, Seq, frozen
 
 Writes benchmarks/results/<method>_tiny_3seeds.csv (one row per method and seed: the metrics of
 `nscl.sweeps.metrics_frame`) and <method>_tiny_3seeds_accuracy.csv (the accuracy matrices, tidy:
@@ -36,7 +36,8 @@ def main() -> None:
     if args.method == "nsp2":
         experiment = nsp2_experiment("tiny", "vit")
     else:
-        experiment = dmnsp_experiment("tiny", variants=tuple(args.variants))
+        # the frozen control beside the variants; the joint bound is left to the chapter (it retrains on all data)
+        experiment = dmnsp_experiment("tiny", variants=tuple(args.variants), joint=False, frozen=True)
     experiment.with_run(progress=False)
     start = time.perf_counter()
     frame, results = experiment.run_all(seeds=args.seeds, run_root=args.run_root / args.method)
