@@ -98,6 +98,54 @@ print("run settings:", {k: v for k, v in asdict(experiment.run).items() if k in 
                                                                                   "precision", "device")})
 
 # %% [markdown]
+# ## 3.0 The step, written out
+#
+# The whole optimiser of NSP² fits in a few lines: Adam's moments and bias corrections on the raw
+# gradient, then the *update* (not the gradient) projected on both sides,
+# $\Delta P \leftarrow B_2\, \Delta P\, B_1$, for every layer at once (NSP²'s official `mod_adam`).
+# Projecting the gradient instead would not survive Adam's element-wise division by $\sqrt{\hat v}$. Below, the step from scratch,
+# checked against the package's `ProjectedAdam` over five steps with random gradients and projectors.
+
+# %%
+import torch
+
+from nscl.optim import ProjectedAdam, TwoSidedProjection
+
+
+def projected_adam_step(prompts, grad, moments, step, lr, left, right, betas=(0.9, 0.999), eps=1e-8,
+                        weight_decay=5e-5):
+    """One NSP² step on prompts (L, m, D): Adam's update, projected on both sides, then applied."""
+    beta1, beta2 = betas
+    grad = grad + weight_decay * prompts                       # coupled L2, as torch's Adam
+    moments["m"] = beta1 * moments["m"] + (1 - beta1) * grad
+    moments["v"] = beta2 * moments["v"] + (1 - beta2) * grad * grad
+    m_hat = moments["m"] / (1 - beta1 ** step)                 # bias corrections
+    v_hat = moments["v"] / (1 - beta2 ** step)
+    update = -lr * m_hat / (v_hat.sqrt() + eps)                # Adam's update ...
+    update = left @ update @ right                             # ... projected: B2 ΔP B1, per layer
+    return prompts + update
+
+
+gen = torch.Generator().manual_seed(0)
+core_prompts = torch.randn(2, 4, 16, generator=gen, dtype=torch.float64)
+core_left = torch.linalg.qr(torch.randn(2, 4, 2, generator=gen, dtype=torch.float64)).Q
+core_left = core_left @ core_left.transpose(1, 2)              # any projectors will do for the check
+core_right = torch.linalg.qr(torch.randn(2, 16, 10, generator=gen, dtype=torch.float64)).Q
+core_right = core_right @ core_right.transpose(1, 2)
+library = torch.nn.Parameter(core_prompts.clone())
+optimizer = ProjectedAdam([library], lr=1e-2, weight_decay=5e-5)
+optimizer.set_projection(library, TwoSidedProjection(core_left, core_right))
+ours, moments = core_prompts.clone(), {"m": torch.zeros_like(core_prompts), "v": torch.zeros_like(core_prompts)}
+for step in range(1, 6):
+    grad = torch.randn(core_prompts.shape, generator=gen, dtype=torch.float64)
+    ours = projected_adam_step(ours, grad, moments, step, 1e-2, core_left, core_right)
+    library.grad = grad.clone()
+    optimizer.step()
+gap = (ours - library.detach()).abs().max().item()
+print(f"5 steps: largest difference from nscl.optim.ProjectedAdam {gap:.1e}")
+assert gap < 1e-12
+
+# %% [markdown]
 # ## 3.1 Training
 #
 # Each method and seed is one run directory holding a checkpoint after every task: re-running this
