@@ -26,10 +26,10 @@ left to the drift penalty.
 
 from __future__ import annotations
 
+import numbers
+import warnings
 from dataclasses import dataclass
 from typing import Literal
-
-import warnings
 
 import torch
 
@@ -90,6 +90,21 @@ class ConditionSpec:
     normalize: bool = True
     ln_exact: bool = False
     ln_invariant: bool = False
+
+    def __post_init__(self) -> None:
+        # checked here, not when the first task's projectors are built (after that task has trained)
+        for name in ("rule1", "rule2"):
+            if not isinstance(getattr(self, name), NullSpaceRule):
+                raise ValueError(f"ConditionSpec.{name}={getattr(self, name)!r}: give a "
+                                 f"nscl.nullspace.NullSpaceRule, e.g. NullSpaceRule('adaptive')")
+        for name in ("eta1", "eta2"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"ConditionSpec.{name}={value!r}: eta must be a number in [0, 1] "
+                                 f"(1 = full projection, 0 = none; the NSP² recipes use 0.94-0.98)")
+        for name in ("normalize", "ln_exact", "ln_invariant"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"ConditionSpec.{name}={getattr(self, name)!r}: give True or False")
 
 
 def _invariant_projector(cov: torch.Tensor, rule: NullSpaceRule, prompts: torch.Tensor, eta: float, normalize: bool,

@@ -9,15 +9,28 @@
 
 A killed run restarts from its last finished task: every task reseeds the RNGs from (seed, task),
 so a resumed run ends with the same numbers as an uninterrupted one (on the same device).
-Results: accuracy.csv (tidy: train_task, eval_task, accuracy, n_test), tasks.csv, metrics.json.
+Results: accuracy.csv (tidy: train_task, eval_task, accuracy, n_test), tasks.csv, metrics.json,
+config.json (the settings' fingerprint, checked against every later call into the same run_dir).
+
+Guards: a non-finite loss or parameter stops the run (`DivergedError`, naming the task, epoch and
+step) before anything of that task is written. The loss is checked on the device (a flag and the
+first bad step are kept there) and read back every `CHECK_EVERY` steps and at the end of each epoch.
+Checkpoints: written to a temporary file and renamed; the previous one is kept as checkpoint.prev.pt;
+a damaged checkpoint is reported (with its path), set aside as *.damaged.pt, and the run resumes from
+the previous one, or starts over when there is none.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import numbers
+import os
 import random
+import re
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,13 +46,32 @@ from nscl.data.loading import iterate_batches
 from nscl.methods.base import PRECISIONS, ContinualMethod, TaskInfo
 from nscl.metrics import ContinualMetrics, summarize
 
-__all__ = ["RunConfig", "RunResult", "RunMismatchError", "run_continual", "evaluate", "seed_everything", "repeated"]
+__all__ = ["RunConfig", "RunResult", "RunMismatchError", "DivergedError", "CheckpointWarning", "run_continual",
+           "evaluate", "seed_everything", "repeated", "CHECKPOINT", "PREVIOUS_CHECKPOINT", "RESULT_FILES",
+           "DEVICE_PATTERN"]
 
 CHECKPOINT = "checkpoint.pt"
+PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
+RESULT_FILES = ("accuracy.csv", "tasks.csv", "metrics.json")
+CHECK_EVERY = 50        # steps between reads of the on-device loss flag (and at the end of every epoch)
+DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
+_CHECKPOINT_KEYS = ("fingerprint", "tasks_done", "accuracy", "accuracy_task_aware", "log", "method")
 
 
 class RunMismatchError(RuntimeError):
     """run_dir already holds a run made with other settings; it is left untouched."""
+
+
+class DivergedError(FloatingPointError):
+    """The loss or a parameter became NaN or infinite; nothing of the task in progress was written."""
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint could not be read (the run resumes from the previous one, or starts over)."""
+
+
+class _DamagedCheckpoint(Exception):
+    pass
 
 
 @dataclass(frozen=True)
@@ -57,11 +89,30 @@ class RunConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if isinstance(self.device, torch.device):
+            object.__setattr__(self, "device", str(self.device))
+        for name in ("epochs", "batch_size", "eval_batch_size", "data_repeats", "seed", "num_workers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"RunConfig.{name}={value!r}: give an integer")
+            object.__setattr__(self, name, int(value))   # numpy ints (np.arange seeds) become ints
         for name in ("epochs", "batch_size", "eval_batch_size", "data_repeats"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RunConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_workers < 0:
+            raise ValueError(f"RunConfig.num_workers={self.num_workers}: give 0 (load in the main process) or more")
+        if self.max_tasks is not None and (isinstance(self.max_tasks, bool) or not isinstance(self.max_tasks, numbers.Integral)
+                                           or self.max_tasks < 1):
+            raise ValueError(f"RunConfig.max_tasks={self.max_tasks!r}: give an integer >= 1 (stop after that many "
+                             f"tasks) or None (all tasks)")
+        for name in ("joint", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"RunConfig.{name}={getattr(self, name)!r}: give True or False")
         if self.precision not in PRECISIONS:
             raise ValueError(f"RunConfig.precision={self.precision!r}; choose one of {PRECISIONS}")
+        if not isinstance(self.device, str) or not DEVICE_PATTERN.match(self.device):
+            raise ValueError(f"RunConfig.device={self.device!r} is not a device; accepted: 'cpu', 'cuda', 'cuda:N' "
+                             f"(N = GPU index) or 'mps'")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"RunConfig.device={self.device!r} but no CUDA device is visible; use device='cpu'")
 
@@ -150,27 +201,156 @@ def _fingerprint(method: ContinualMethod, data: ContinualData, config: RunConfig
     }, default=str))
 
 
-def _save_checkpoint(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(".tmp")
+def _settings_hash(fingerprint: dict) -> str:
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _save_checkpoint(run_path: Path, payload: dict) -> None:
+    """checkpoint.pt <- payload, atomically; the one it replaces becomes checkpoint.prev.pt."""
+    path, tmp = run_path / CHECKPOINT, run_path / (CHECKPOINT + ".tmp")
     torch.save(payload, tmp)
-    tmp.replace(path)  # atomic: a kill during the save leaves the previous checkpoint intact
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    if path.exists():
+        path.replace(run_path / PREVIOUS_CHECKPOINT)
+    tmp.replace(path)   # a kill between the two renames leaves checkpoint.prev.pt, which is read then
 
 
-def _write_results(run_dir: Path, result: RunResult) -> None:
-    result.accuracy_frame().to_csv(run_dir / "accuracy.csv", index=False)
-    result.tasks.to_csv(run_dir / "tasks.csv", index=False)
+def _read_checkpoint(path: Path) -> dict:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:   # truncated, empty, garbage: torch/pickle raise many kinds
+        reason = f"{type(err).__name__}: {err}".strip()
+        raise _DamagedCheckpoint(f"{path} cannot be read ({reason[:200]}; {path.stat().st_size} bytes)") from err
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in _CHECKPOINT_KEYS):
+        raise _DamagedCheckpoint(f"{path} is not an nscl run checkpoint (expected a dict with {_CHECKPOINT_KEYS})")
+    return ckpt
+
+
+def _write_results(run_dir: Path, result: RunResult, fingerprint: dict) -> None:
+    _atomic_write_text(run_dir / "accuracy.csv", result.accuracy_frame().to_csv(index=False))
+    _atomic_write_text(run_dir / "tasks.csv", result.tasks.to_csv(index=False))
     done = int(np.isfinite(np.diag(result.accuracy)).sum())
     sizes = result.task_sizes[:done]
-    metrics = {"tasks_done": done}
+    metrics: dict[str, Any] = {"tasks_done": done}
     if done:
         metrics.update(summarize(result.accuracy[:done, :done], sizes).as_dict())
         metrics["task_aware"] = summarize(result.accuracy_task_aware[:done, :done], sizes).as_dict()
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    metrics["settings"] = _settings_hash(fingerprint)   # the config.json these results belong to
+    _atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+
+
+def _differences(old: dict, new: dict) -> dict:
+    return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+
+
+def _check_run_dir(run_path: Path, fingerprint: dict) -> None:
+    """Refuse a run_dir whose config.json or results belong to other settings (they are never overwritten)."""
+    config_path = run_path / "config.json"
+    results = [run_path / name for name in RESULT_FILES if (run_path / name).exists()]
+    if config_path.exists():
+        try:
+            saved = json.loads(config_path.read_text())
+        except (OSError, ValueError) as err:
+            raise RunMismatchError(f"{config_path} cannot be read ({err}); it describes the results in {run_path}. "
+                                   f"Move them away or use another run_dir") from err
+        if saved != fingerprint:
+            raise RunMismatchError(f"{run_path} holds results of a run with other settings (config.json vs now: "
+                                   f"{_differences(saved, fingerprint)}); use another run_dir to start a new run")
+    elif results:
+        raise RunMismatchError(f"{run_path} holds results ({', '.join(p.name for p in results)}) but no config.json "
+                               f"saying which settings made them; move them away or use another run_dir")
+    metrics_path = run_path / "metrics.json"
+    if metrics_path.exists():
+        try:
+            settings = json.loads(metrics_path.read_text()).get("settings")
+        except (OSError, ValueError, AttributeError):
+            settings = None   # damaged: rewritten from the checkpoint after the next task
+        if settings is not None and settings != _settings_hash(fingerprint):
+            raise RunMismatchError(f"{metrics_path} belongs to a run with other settings than config.json's and "
+                                   f"now's; use another run_dir to start a new run")
+
+
+def _resume_point(run_path: Path, fingerprint: dict, resume: bool) -> dict | None:
+    """The newest readable checkpoint of run_path with these settings (None: start from the first task)."""
+    current, previous = run_path / CHECKPOINT, run_path / PREVIOUS_CHECKPOINT
+    present = [p for p in (current, previous) if p.exists()]
+    if not resume and (present or (run_path / "config.json").exists()
+                       or any((run_path / n).exists() for n in RESULT_FILES)):
+        raise RunMismatchError(f"{run_path} already holds a run; pass resume=True to continue it or "
+                               f"choose a new run_dir (finished work is never overwritten)")
+    ckpt, damaged, notes = None, [], []
+    for path in present:
+        try:
+            ckpt = _read_checkpoint(path)
+            break
+        except _DamagedCheckpoint as err:
+            damaged.append(path)
+            notes.append(str(err))
+    if ckpt is not None and ckpt["fingerprint"] != fingerprint:
+        raise RunMismatchError(f"{run_path} holds a run with other settings (checkpoint vs now: "
+                               f"{_differences(ckpt['fingerprint'], fingerprint)}); use another run_dir to start a "
+                               f"new run")
+    _check_run_dir(run_path, fingerprint)
+    for path in damaged:   # set aside, so that the next save does not rotate it over the good previous one
+        path.replace(path.with_name(path.name.removesuffix(".pt") + ".damaged.pt"))
+    if damaged:
+        if ckpt is not None:
+            what = f"resuming from the previous checkpoint (after task {ckpt['tasks_done']})"
+        else:
+            what = "no readable checkpoint is left: the run starts over from the first task"
+        message = "; ".join(notes) + f". Set aside as *.damaged.pt; {what}."
+        warnings.warn(message, CheckpointWarning, stacklevel=3)
+    return ckpt
+
+
+def _method_tensors(method: ContinualMethod) -> list[tuple[str, torch.Tensor]]:
+    """The method's parameters: those of its modules and of nn.Module / nn.Parameter attributes."""
+    modules = list(method.modules()) + [v for v in vars(method).values() if isinstance(v, torch.nn.Module)]
+    seen, named = set(), []
+    for module in modules:
+        for name, p in module.named_parameters():
+            if id(p) not in seen and p.is_floating_point():
+                seen.add(id(p))
+                named.append((f"{type(module).__name__}.{name}", p))
+    for key, value in vars(method).items():
+        if isinstance(value, torch.nn.Parameter) and id(value) not in seen:
+            seen.add(id(value))
+            named.append((key, value))
+    return named
+
+
+def _nonfinite_parameters(method: ContinualMethod) -> list[str]:
+    named = _method_tensors(method)
+    if not named:
+        return []
+    with torch.no_grad():
+        flags = torch.stack([torch.isfinite(p).all() for _, p in named]).cpu()   # one host sync
+    return [name for (name, _), ok in zip(named, flags.tolist()) if not ok]
+
+
+def _lr_hint(method: ContinualMethod) -> str:
+    lr = getattr(getattr(method, "config", None), "lr", None)
+    if isinstance(lr, (int, float)):
+        return f"lower the learning rate (now lr={lr:g}; try {lr / 10:g} or less)"
+    return "lower the learning rate"
 
 
 def run_continual(method: ContinualMethod, data: ContinualData, config: RunConfig = RunConfig(),
                   run_dir: str | Path | None = None, resume: bool = True) -> RunResult:
-    """Train `method` through the tasks of `data`; checkpoint to `run_dir` after every task."""
+    """Train `method` through the tasks of `data`; checkpoint to `run_dir` after every task.
+
+    Reopening a run_dir with a smaller `max_tasks` than it holds reads back the first tasks' results
+    (the method is loaded with the checkpoint's state, after all of its tasks: see extras["tasks_in_state"]).
+    Raises DivergedError on a non-finite loss or parameter, RunMismatchError when run_dir holds results of
+    other settings (or any results with resume=False).
+    """
     n_tasks = data.n_tasks if config.max_tasks is None else min(config.max_tasks, data.n_tasks)
     method.setup(config.device, config.precision)
     accuracy = np.full((n_tasks, n_tasks), np.nan)
@@ -178,28 +358,22 @@ def run_continual(method: ContinualMethod, data: ContinualData, config: RunConfi
     task_sizes = np.array([len(data.task(j, "test")) for j in range(n_tasks)], dtype=np.int64)
     log: list[dict] = []
     start = 0
+    tasks_in_state = 0
     fingerprint = _fingerprint(method, data, config)
     run_path = Path(run_dir) if run_dir is not None else None
+    where = "" if run_path is None else f" (run_dir {run_path})"
     if run_path is not None:
         run_path.mkdir(parents=True, exist_ok=True)
-        ckpt_path = run_path / CHECKPOINT
-        if ckpt_path.exists():
-            if not resume:
-                raise RunMismatchError(f"{run_path} already holds a run; pass resume=True to continue it or "
-                                       f"choose a new run_dir (finished work is never overwritten)")
-            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-            if ckpt["fingerprint"] != fingerprint:
-                diff = {k: (ckpt["fingerprint"].get(k), v) for k, v in fingerprint.items()
-                        if ckpt["fingerprint"].get(k) != v}
-                raise RunMismatchError(f"{run_path} holds a run with other settings (checkpoint vs now: {diff}); "
-                                       f"use another run_dir to start a new run")
+        ckpt = _resume_point(run_path, fingerprint, resume)
+        if ckpt is not None:
             method.load_state_dict(ckpt["method"])
-            done = ckpt["tasks_done"]
-            accuracy[:done, :done] = ckpt["accuracy"][:done, :done]
-            accuracy_til[:done, :done] = ckpt["accuracy_task_aware"][:done, :done]
-            log = ckpt["log"]
-            start = done
-        (run_path / "config.json").write_text(json.dumps(fingerprint, indent=2))
+            tasks_in_state = int(ckpt["tasks_done"])
+            start = min(tasks_in_state, n_tasks)   # a smaller max_tasks reads back the first tasks only
+            accuracy[:start, :start] = np.asarray(ckpt["accuracy"])[:start, :start]
+            accuracy_til[:start, :start] = np.asarray(ckpt["accuracy_task_aware"])[:start, :start]
+            log = list(ckpt["log"])[:start]
+        if not (run_path / "config.json").exists():
+            _atomic_write_text(run_path / "config.json", json.dumps(fingerprint, indent=2))
 
     for t in range(start, n_tasks):
         seed_everything(_task_seed(config.seed, t))
@@ -212,6 +386,27 @@ def run_continual(method: ContinualMethod, data: ContinualData, config: RunConfi
         t0 = time.perf_counter()
         method.begin_task(info)
         loss_sum = torch.zeros((), device=method.device)
+        # the divergence guard, on the device: index of the first non-finite loss of the task (-1: none yet)
+        step_index = torch.zeros((), dtype=torch.long, device=method.device)
+        first_bad = torch.full((), -1, dtype=torch.long, device=method.device)
+        bad_value = torch.zeros((), device=method.device)
+
+        def check(epoch: int, end_of_epoch: bool) -> None:
+            bad = int(first_bad.item())   # the only host sync of the guard
+            if bad >= 0:
+                raise DivergedError(
+                    f"{method.name}: the training loss is {bad_value.item()} at task {t + 1}/{n_tasks}, epoch "
+                    f"{bad // steps_per_epoch + 1}/{config.epochs}, step {bad % steps_per_epoch + 1}/{steps_per_epoch}"
+                    f"{where}: the training diverged; {_lr_hint(method)}. Nothing of task {t + 1} was saved.")
+            if end_of_epoch:
+                broken = _nonfinite_parameters(method)
+                if broken:
+                    raise DivergedError(
+                        f"{method.name}: parameters {broken[:5]} are not finite after task {t + 1}/{n_tasks}, "
+                        f"epoch {epoch + 1}/{config.epochs}{where}: the training diverged; {_lr_hint(method)}. "
+                        f"Nothing of task {t + 1} was saved.")
+
+        steps_done = 0
         aug = torch.Generator().manual_seed(_task_seed(config.seed, t, salt=1))
         bar = tqdm(total=info.total_steps if method.trains else 0, desc=f"{method.name} task {t + 1}/{n_tasks}", disable=not config.progress,
                    leave=False)
@@ -220,10 +415,19 @@ def run_continual(method: ContinualMethod, data: ContinualData, config: RunConfi
                                                   seed=_task_seed(config.seed, t, salt=100 + epoch),
                                                   device=method.device, num_workers=config.num_workers):
                 loss = method.training_step(method.transform(images, train=True, generator=aug), labels)
-                loss_sum += loss.detach()  # stays on the device: no host sync per step
+                loss = torch.as_tensor(loss, device=method.device).detach().float()
+                loss_sum += loss  # stays on the device: no host sync per step
+                new_bad = (first_bad < 0) & ~torch.isfinite(loss)
+                first_bad = torch.where(new_bad, step_index, first_bad)
+                bad_value = torch.where(new_bad, loss, bad_value)
+                step_index += 1
+                steps_done += 1
                 bar.update(1)
+                if steps_done % CHECK_EVERY == 0:
+                    check(epoch, end_of_epoch=False)
+            check(epoch, end_of_epoch=True)
             if config.progress:
-                bar.set_postfix(loss=f"{loss_sum.item() / max(bar.n, 1):.4f}")
+                bar.set_postfix(loss=f"{loss_sum.item() / max(steps_done, 1):.4f}")
         bar.close()
         train_time = time.perf_counter() - t0
 
@@ -235,6 +439,10 @@ def run_continual(method: ContinualMethod, data: ContinualData, config: RunConfi
                 yield method.transform(images, train=train_transform, generator=gen), labels
 
         method.end_task(info, replay)
+        broken = _nonfinite_parameters(method)
+        if broken:
+            raise DivergedError(f"{method.name}: parameters {broken[:5]} are not finite after task {t + 1}/{n_tasks}'s "
+                                f"end_task{where}; {_lr_hint(method)}. Nothing of task {t + 1} was saved.")
         for j in range(t + 1):
             accuracy[t, j], accuracy_til[t, j] = evaluate(method, data.task(j, "test"), config,
                                                           data.scenario.task_positions(j))
@@ -242,15 +450,16 @@ def run_continual(method: ContinualMethod, data: ContinualData, config: RunConfi
         log.append(dict(task=t, n_train=len(train_set), steps=info.total_steps, train_seconds=train_time,
                         total_seconds=time.perf_counter() - t0, mean_loss=loss_sum.item() / max(info.total_steps, 1),
                         step_accuracy=step_acc))
+        tasks_in_state = t + 1
         if run_path is not None:
-            _save_checkpoint(run_path / CHECKPOINT, dict(fingerprint=fingerprint, tasks_done=t + 1,
-                                                         accuracy=accuracy, accuracy_task_aware=accuracy_til, log=log,
-                                                         method=method.state_dict()))
-            _write_results(run_path, RunResult(accuracy, task_sizes, pd.DataFrame(log), accuracy_til))
+            _save_checkpoint(run_path, dict(fingerprint=fingerprint, tasks_done=t + 1, accuracy=accuracy,
+                                            accuracy_task_aware=accuracy_til, log=log, method=method.state_dict()))
+            _write_results(run_path, RunResult(accuracy, task_sizes, pd.DataFrame(log), accuracy_til), fingerprint)
         if config.progress:
             tqdm.write(f"{method.name}: task {t + 1}/{n_tasks} accuracy on seen classes {step_acc:.4f} "
                        f"({train_time:.1f}s)")
     report = method.report()
-    if run_path is not None and report:
+    if run_path is not None and report and (start < n_tasks or not (run_path / "report.pt").exists()):
         torch.save(report, run_path / "report.pt")
-    return RunResult(accuracy, task_sizes, pd.DataFrame(log), accuracy_til, run_path, extras={"report": report})
+    return RunResult(accuracy, task_sizes, pd.DataFrame(log), accuracy_til, run_path,
+                     extras={"report": report, "tasks_in_state": tasks_in_state})

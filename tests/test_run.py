@@ -98,3 +98,108 @@ def test_bad_run_config_fails_clearly():
         RunConfig(epochs=0)
     with pytest.raises(ValueError, match="precision"):
         RunConfig(precision="int8")
+
+
+# -- checkpoints and run directories (issue 13) ------------------------------------------------------
+
+def _ckpt_tasks(path):
+    return torch.load(path, weights_only=False)["tasks_done"]
+
+
+def _files(run_dir, names=("accuracy.csv", "metrics.json", "config.json", "tasks.csv")):
+    return {n: (run_dir / n).read_bytes() for n in names if (run_dir / n).exists()}
+
+
+def test_the_previous_checkpoint_is_kept_and_no_temporary_file_is_left(digits, tmp_path):
+    run_continual(make_method(), digits, RunConfig(epochs=1, batch_size=32, progress=False, max_tasks=3),
+                  run_dir=tmp_path)
+    assert _ckpt_tasks(tmp_path / "checkpoint.pt") == 3 and _ckpt_tasks(tmp_path / "checkpoint.prev.pt") == 2
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage"])
+def test_a_damaged_checkpoint_is_reported_and_the_run_resumes_from_the_previous_one(digits, tmp_path, damage):
+    from nscl.run import CheckpointWarning
+
+    config = RunConfig(epochs=1, batch_size=32, progress=False)
+    full = run_continual(make_method(NullSpaceRule("energy", 1e-2)), digits, config)
+    run_continual(make_method(NullSpaceRule("energy", 1e-2)), digits, RunConfig(epochs=1, batch_size=32,
+                  progress=False, max_tasks=3), run_dir=tmp_path)
+    ckpt = tmp_path / "checkpoint.pt"
+    data = ckpt.read_bytes()
+    ckpt.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "garbage": b"not a checkpoint\x00" * 50}[damage])
+    with pytest.warns(CheckpointWarning, match=rf"{ckpt}.*resuming from the previous checkpoint \(after task 2\)"):
+        resumed = run_continual(make_method(NullSpaceRule("energy", 1e-2)), digits, config, run_dir=tmp_path)
+    np.testing.assert_array_equal(resumed.accuracy, full.accuracy)
+    assert (tmp_path / "checkpoint.damaged.pt").exists() and _ckpt_tasks(ckpt) == 5
+
+
+def test_with_no_readable_checkpoint_the_run_starts_over_and_says_so(digits, tmp_path):
+    from nscl.run import CheckpointWarning
+
+    config = RunConfig(epochs=1, batch_size=32, progress=False)
+    full = run_continual(make_method(), digits, config)
+    run_continual(make_method(), digits, RunConfig(epochs=1, batch_size=32, progress=False, max_tasks=2),
+                  run_dir=tmp_path)
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    (tmp_path / "checkpoint.prev.pt").write_bytes(b"\x80garbage")
+    with pytest.warns(CheckpointWarning, match="starts over from the first task"):
+        again = run_continual(make_method(), digits, config, run_dir=tmp_path)
+    np.testing.assert_array_equal(again.accuracy, full.accuracy)
+
+
+def test_a_finished_run_reopened_with_fewer_tasks_reads_back_the_first_ones(digits, tmp_path):
+    config = RunConfig(epochs=1, batch_size=32, progress=False, max_tasks=3)
+    first = run_continual(make_method(), digits, config, run_dir=tmp_path)
+    before = _files(tmp_path)
+    fewer = run_continual(make_method(), digits, RunConfig(epochs=1, batch_size=32, progress=False, max_tasks=2),
+                          run_dir=tmp_path)
+    assert fewer.accuracy.shape == (2, 2) and len(fewer.tasks) == 2
+    np.testing.assert_array_equal(fewer.accuracy, first.accuracy[:2, :2])
+    assert fewer.extras["tasks_in_state"] == 3
+    assert _files(tmp_path) == before                 # the 3-task results are not rewritten
+
+
+def test_results_of_other_settings_are_never_overwritten_even_without_a_checkpoint(digits, tmp_path):
+    small = RunConfig(epochs=1, batch_size=32, progress=False, max_tasks=2)
+    run_continual(make_method(), digits, small, run_dir=tmp_path)
+    (tmp_path / "checkpoint.pt").unlink()
+    (tmp_path / "checkpoint.prev.pt").unlink()
+    before = _files(tmp_path)
+    with pytest.raises(RunMismatchError, match=r"config\.json vs now"):
+        run_continual(make_method(lr=0.5), digits, small, run_dir=tmp_path)
+    with pytest.raises(RunMismatchError, match="resume=True"):
+        run_continual(make_method(), digits, small, run_dir=tmp_path, resume=False)
+    assert _files(tmp_path) == before
+    (tmp_path / "config.json").unlink()                 # results of unknown settings: refused too
+    with pytest.raises(RunMismatchError, match="no config.json"):
+        run_continual(make_method(), digits, small, run_dir=tmp_path)
+    assert _files(tmp_path) == {k: v for k, v in before.items() if k != "config.json"}
+
+
+def test_the_same_settings_without_a_checkpoint_start_over_in_place(digits, tmp_path):
+    small = RunConfig(epochs=1, batch_size=32, progress=False, max_tasks=2)
+    first = run_continual(make_method(), digits, small, run_dir=tmp_path)
+    (tmp_path / "checkpoint.pt").unlink()
+    (tmp_path / "checkpoint.prev.pt").unlink()
+    again = run_continual(make_method(), digits, small, run_dir=tmp_path)
+    np.testing.assert_array_equal(again.accuracy, first.accuracy)
+
+
+def test_run_all_merges_run_root_metrics_across_calls(digits, tmp_path):
+    import pandas as pd
+
+    from nscl.presets.common import BENCHMARKS, Experiment
+
+    experiment = Experiment(benchmark=BENCHMARKS["shapes100-10s"], data=lambda seed: digits,
+                            run=RunConfig(epochs=1, batch_size=32, progress=False, max_tasks=2),
+                            methods={"NS": lambda seed: make_method(NullSpaceRule("energy", 1e-2)),
+                                     "Seq": lambda seed: make_method()})
+    experiment.run_all(seeds=[0, 1], run_root=tmp_path, only=["NS"])
+    experiment.run_all(seeds=[0], run_root=tmp_path, only=["Seq"])
+    frame = pd.read_csv(tmp_path / "metrics.csv")
+    assert sorted(zip(frame.method, frame.seed)) == [("NS", 0), ("NS", 1), ("Seq", 0)]
+    experiment.run_all(seeds=[0], run_root=tmp_path, only=["Seq"])      # again: replaced, not duplicated
+    assert len(pd.read_csv(tmp_path / "metrics.csv")) == 3
+    labels = json.loads((tmp_path / "Seq" / "seed0" / "run.json").read_text())
+    assert labels["method"] == "Seq" and labels["seed"] == 0 and labels["benchmark"] == "shapes100-10s"

@@ -92,7 +92,7 @@ def _read_cifar_pickle(path: Path) -> dict:
 def _cifar100(split: str, root: Path, names: tuple[tuple[str, str], ...], download: bool = False) -> TensorImageSet:
     """CIFAR-100 from the official python pickles (the layout torchvision downloads)."""
     base = root / "cifar-100-python"
-    if not (base / "meta").exists() and download:
+    if download and not all((base / f).is_file() for f in ("train", "test", "meta")):
         import torchvision
 
         try:
@@ -100,11 +100,15 @@ def _cifar100(split: str, root: Path, names: tuple[tuple[str, str], ...], downlo
         except (RuntimeError, OSError) as err:  # no network, or a broken archive
             raise DatasetNotFoundError(f"CIFAR-100 could not be downloaded to {root}: {err}. Download "
                                        f"cifar-100-python.tar.gz elsewhere and extract it under {root}.") from err
-    if not (base / "meta").exists():
-        raise DatasetNotFoundError(
-            f"CIFAR-100 not found: expected {base}/{{train,test,meta}}. Either pass download=True (needs internet), "
-            f"or extract https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz so that this folder exists, "
-            f"or point NSCL_DATA / root at the folder that holds 'cifar-100-python'.")
+    how = (f"Either pass download=True (needs internet), or extract "
+           f"https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz under {root} so that {base}/{{train,test,meta}} "
+           f"exist, or point NSCL_DATA / root at the folder that holds 'cifar-100-python'.")
+    if not base.is_dir():
+        raise DatasetNotFoundError(f"CIFAR-100 not found: expected the folder {base} with train, test and meta. {how}")
+    missing = [f for f in ("train", "test", "meta") if not (base / f).is_file()]
+    if missing:
+        raise DatasetNotFoundError(f"CIFAR-100 at {base} is incomplete: {', '.join(missing)} missing (it needs train, "
+                                   f"test and meta; an interrupted download or extraction?). {how}")
     blob = _read_cifar_pickle(base / split)
     # The pickle's fine labels are the official labels of both lineages; only the names differ.
     lookup = _label_lookup(names)
@@ -152,6 +156,10 @@ def _imagenet_r(split: str, root: Path, names: tuple[tuple[str, str], ...], stor
     _require(base, "ImageNet-R", "download https://people.eecs.berkeley.edu/~hendrycks/imagenet-r.tar and extract "
              "it so that imagenet-r/<wnid>/*.jpg exists (200 class folders); nscl reads the official NSP² split "
              "lists from data/splits.")
+    if not any(p.is_dir() for p in base.iterdir()):
+        raise DatasetNotFoundError(f"ImageNet-R at {base} is empty (no class folders <wnid>/). How to prepare it: "
+                                   "download https://people.eecs.berkeley.edu/~hendrycks/imagenet-r.tar and extract it "
+                                   f"into {base.parent} so that {base}/<wnid>/*.jpg exists (200 class folders).")
     listed = split_list("imagenet_r", split, split_lists)
     missing = [p for p in listed if not (base / p).is_file()]
     if missing:

@@ -10,6 +10,8 @@ and the command line fill one from a few strings:
 
 from __future__ import annotations
 
+import json
+import numbers
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Literal, Sequence
@@ -21,10 +23,11 @@ from nscl.data.datasets import load_dataset
 from nscl.data.scenario import Scenario, load_class_order
 from nscl.methods.base import ContinualMethod
 from nscl.paths import repo_data_dir
-from nscl.run import RunConfig, RunResult
-from nscl.sweeps import compare
+from nscl.run import RunConfig, RunResult, run_continual
+from nscl.sweeps import compare, metrics_frame, slug
 
-__all__ = ["Benchmark", "BENCHMARKS", "Experiment", "load_benchmark", "reference_results", "PRESETS", "check_preset"]
+__all__ = ["Benchmark", "BENCHMARKS", "Experiment", "load_benchmark", "reference_results", "PRESETS", "check_preset",
+           "UnknownBenchmarkError", "check_seeds", "merge_metrics_csv"]
 
 PRESETS = ("tiny", "paper")
 
@@ -44,7 +47,21 @@ class Benchmark:
         return 1 + (self.n_classes - self.initial_increment) // self.increment
 
 
-BENCHMARKS: dict[str, Benchmark] = {b.id: b for b in [
+class UnknownBenchmarkError(ValueError, KeyError):
+    """A benchmark id that is not in BENCHMARKS (a ValueError; also a KeyError for old `except KeyError`)."""
+
+    def __str__(self) -> str:   # KeyError would print the message's repr
+        return str(self.args[0]) if self.args else ""
+
+
+class _BenchmarkTable(dict):
+    """BENCHMARKS: `BENCHMARKS[id]` with an unknown id lists the valid ids (not a bare KeyError)."""
+
+    def __missing__(self, key):
+        raise UnknownBenchmarkError(f"unknown benchmark {key!r}; choose one of {sorted(self)}")
+
+
+BENCHMARKS: dict[str, Benchmark] = _BenchmarkTable({b.id: b for b in [
     # NSP²'s protocols name CIFAR-100 classes as its code does ("aquarium fish"); DMNSP's keep torchvision's
     Benchmark("cifar100-10s", "cifar100", 100, 10, 10, "seeded", (("class_names", "nsp2"),)),
     Benchmark("cifar100-20s", "cifar100", 100, 5, 5, "seeded", (("class_names", "nsp2"),)),
@@ -61,13 +78,48 @@ BENCHMARKS: dict[str, Benchmark] = {b.id: b for b in [
     # the same classes on tinted backgrounds: a domain shift from the tiny CLIP's pretraining images,
     # so that adapters have something to learn (as CLIP on 32 px CIFAR); the tiny DMNSP benchmark
     Benchmark("shapes100-tinted-10s", "shapes100", 50, 5, 5, "shapes100_novel", (("background", "tinted"),)),
-]}
+]})
 
 
 def _benchmark(benchmark_id: str) -> Benchmark:
-    if benchmark_id not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {benchmark_id!r}; choose one of {sorted(BENCHMARKS)}")
+    if not isinstance(benchmark_id, str) or benchmark_id not in BENCHMARKS:
+        raise UnknownBenchmarkError(f"unknown benchmark {benchmark_id!r}; choose one of {sorted(BENCHMARKS)}")
     return BENCHMARKS[benchmark_id]
+
+
+def check_seeds(seeds, name: str = "seeds") -> tuple[int, ...]:
+    """`seeds` as a tuple of ints, or a ValueError naming `name` (a bare int or a string is not a list)."""
+    values = seeds.tolist() if hasattr(seeds, "tolist") else seeds   # numpy arrays
+    if not isinstance(values, (list, tuple, range)):
+        raise ValueError(f"{name}={seeds!r}: seeds must be a list of ints, e.g. [0] or [0, 1, 2]")
+    values = list(values)
+    bad = [s for s in values if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 0]
+    if bad or not values:
+        raise ValueError(f"{name}={seeds!r}: seeds must be a non-empty list of ints >= 0, e.g. [0] or [0, 1, 2]"
+                         + (f" ({bad[:3]} are not)" if bad else ""))
+    if len(set(values)) != len(values):
+        raise ValueError(f"{name}={seeds!r}: a seed is listed twice")
+    return tuple(int(s) for s in values)
+
+
+def merge_metrics_csv(path: Path, frame: pd.DataFrame, keys: Sequence[str] = ("method", "seed"),
+                      existing: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Write `frame` into the CSV at `path`, keeping the rows of other (method, seed) already there
+    (or in `existing`, when given: the file's earlier contents)."""
+    path = Path(path)
+    if existing is None and path.exists() and path.stat().st_size:
+        existing = pd.read_csv(path)
+    if existing is not None:
+        old = existing
+        if all(k in old.columns for k in keys) and len(frame):
+            fresh = set(map(tuple, frame[list(keys)].astype(str).to_numpy()))
+            old = old[[tuple(row) not in fresh for row in old[list(keys)].astype(str).to_numpy()]]
+        frame = pd.concat([old, frame], ignore_index=True) if len(old) else frame
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(path)
+    return frame
 
 
 def load_benchmark(benchmark_id: str, seed: int = 0, root: str | Path | None = None, download: bool = False,
@@ -115,10 +167,34 @@ class Experiment:
     notes: dict[str, str] = field(default_factory=dict)
     default_seeds: tuple[int, ...] = (0,)   # the recipe's own seeds (e.g. DMNSP's official 32)
 
+    def run_one(self, name: str, seed: int, run_dir: str | Path | None = None,
+                data: ContinualData | None = None) -> RunResult:
+        """One method and seed (resumable in run_dir, which also gets run.json: benchmark, method, seed)."""
+        if name not in self.methods:
+            raise ValueError(f"unknown method {name!r}; this experiment has {list(self.methods)}")
+        config = replace(self.run, **self.run_overrides.get(name, {}), seed=seed)
+        data = self.data(seed) if data is None else data
+        if run_dir is not None:
+            self._write_labels(Path(run_dir), name, seed)
+        return run_continual(self.methods[name](seed), data, config, run_dir=run_dir)
+
+    def _write_labels(self, run_dir: Path, name: str, seed: int) -> None:
+        """run.json: what a run directory holds (benchmark, method label, seed, recipe), for reports."""
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not (run_dir / "run.json").exists():
+            labels = {"benchmark": self.benchmark.id, "method": name, "seed": int(seed), **self.notes}
+            (run_dir / "run.json").write_text(json.dumps(labels, indent=2))
+
     def run_all(self, seeds: Sequence[int] | None = None, run_root: str | Path | None = None,
                 only: Sequence[str] | None = None) -> tuple[pd.DataFrame, dict[tuple[str, int], RunResult]]:
-        """Run the methods (or `only` those) for every seed; checkpointed under run_root if given."""
-        seeds = self.default_seeds if seeds is None else seeds
+        """Run the methods (or `only` those) for every seed; checkpointed under run_root/<method>/seed<k>.
+
+        run_root/metrics.csv gathers one row per (method, seed) across calls: a call replaces the rows of
+        the runs it made and keeps the others (a Seq-only call keeps the NSP² rows).
+        """
+        seeds = self.default_seeds if seeds is None else check_seeds(seeds)
+        if isinstance(only, str):
+            only = [only]
         names = list(self.methods) if only is None else list(only)
         unknown = [n for n in names if n not in self.methods]
         if unknown:
@@ -130,16 +206,20 @@ class Experiment:
                 cache[seed] = self.data(seed)
             return cache[seed]
 
-        frames, results = [], {}
+        results: dict[tuple[str, int], RunResult] = {}
+        csv = None if run_root is None else Path(run_root) / "metrics.csv"
         for name in names:
             config = replace(self.run, **self.run_overrides.get(name, {}))
-            frame, res = compare({name: self.methods[name]}, data_for, config, seeds, run_root)
-            frames.append(frame)
-            results.update(res)
-        frame = pd.concat(frames, ignore_index=True)
-        if run_root is not None:
-            frame.to_csv(Path(run_root) / "metrics.csv", index=False)
-        return frame, results
+            for seed in seeds:
+                if run_root is not None:
+                    self._write_labels(Path(run_root) / slug(name) / f"seed{seed}", name, seed)
+                # compare writes run_root/metrics.csv with this run only: what was there is read first and merged
+                before = pd.read_csv(csv) if csv is not None and csv.exists() and csv.stat().st_size else None
+                _, res = compare({name: self.methods[name]}, data_for, config, [seed], run_root)
+                results.update(res)
+                if csv is not None:   # after every run: a crash later keeps what is done
+                    merge_metrics_csv(csv, metrics_frame(res), existing=before)
+        return metrics_frame(results), results
 
     def with_run(self, **changes) -> "Experiment":
         """Override run settings (epochs, max_tasks, progress...); None keeps the recipe's value."""

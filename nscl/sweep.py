@@ -1,0 +1,318 @@
+"""A grid of experiments, methods x benchmarks x seeds, each a resumable run in its own directory, on Ray.
+
+    runs = expand(["nsp2", "dmnsp"], ["shapes100-10s", "shapes100-tinted-10s"], [0, 1, 2], "runs/tiny",
+                  epochs=1, max_tasks=2)
+    outcomes = sweep(runs)                      # Ray: local by default, address="ray://..." / "auto" for a cluster
+
+Each grid point is an `ExperimentConfig` with one seed, run into run_root/<method>/<benchmark>/seed<k>:
+one subdirectory per method label (checkpoint, accuracy.csv, metrics.json, config.json, run.json),
+the point's metrics.csv and status.json (running / done / failed, the config, the error). Every point
+is validated before anything is dispatched. A sweep started again skips the points whose status.json
+says done for the same config and resumes the others from their checkpoints (`nscl.run`). A failing
+point does not stop the others; its error is in its status.json and in the returned outcomes.
+
+Resources: one GPU per point when the cluster has GPUs (device 'auto' or 'cuda'), else one CPU slot.
+Without Ray installed (pip install "nscl[sweep]"), the grid runs sequentially in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import traceback
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import pandas as pd
+
+from nscl.config import ExperimentConfig
+
+__all__ = ["SweepRun", "expand", "sweep", "run_point", "collect_runs", "report_tables", "format_outcomes",
+           "STATUS_FILE"]
+
+STATUS_FILE = "status.json"
+_VOLATILE = ("progress", "run_root", "device")   # changing these does not make a finished point unfinished
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One grid point: a config with a single seed and the directory it runs in."""
+
+    config: ExperimentConfig
+    run_dir: Path
+
+    def __post_init__(self) -> None:
+        if self.config.seeds is None or len(self.config.seeds) != 1:
+            raise ValueError(f"a sweep point runs one seed; got seeds={self.config.seeds!r}")
+
+    @property
+    def key(self) -> str:
+        return f"{self.config.method}/{self.config.benchmark_id}/seed{self.config.seeds[0]}"
+
+
+def point_dir(run_root: str | Path, config: ExperimentConfig) -> Path:
+    return Path(run_root) / config.method / config.benchmark_id / f"seed{config.seeds[0]}"
+
+
+def expand(methods: Sequence[str], benchmarks: Sequence[str | None], seeds: Sequence[int], run_root: str | Path,
+           base: ExperimentConfig | dict | None = None, **settings) -> list[SweepRun]:
+    """Every (method, benchmark, seed) as a validated SweepRun; one ValueError lists every invalid point.
+
+    base / settings: the other ExperimentConfig fields, shared by every point (settings win).
+    """
+    from nscl.presets.common import check_seeds
+
+    seeds = check_seeds(seeds, "sweep seeds")
+    if isinstance(methods, str) or isinstance(benchmarks, str):
+        raise ValueError("methods and benchmarks must be lists, e.g. ['nsp2', 'dmnsp'] and ['shapes100-10s']")
+    if not methods or not benchmarks:
+        raise ValueError(f"a sweep needs at least one method and one benchmark; got {methods!r}, {benchmarks!r}")
+    shared = base.to_dict() if isinstance(base, ExperimentConfig) else dict(base or {})
+    shared.update(settings)
+    for grid_field in ("method", "benchmark", "seeds", "run_root"):
+        shared.pop(grid_field, None)
+    runs, errors = [], []
+    for method in methods:
+        for benchmark in benchmarks:
+            try:
+                config = ExperimentConfig.from_dict(shared, method=method, benchmark=benchmark, seeds=[seeds[0]])
+            except ValueError as err:
+                errors.append(f"{method} on {benchmark or 'its default benchmark'}: {err}")
+                continue
+            for seed in seeds:
+                one = config.replace(seeds=(seed,))
+                runs.append(SweepRun(one, point_dir(run_root, one)))
+    if errors:
+        raise ValueError("the sweep has invalid points (nothing was run):\n  " + "\n  ".join(errors))
+    return runs
+
+
+def _comparable(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in _VOLATILE}
+
+
+def _read_status(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_status(run_dir: Path, status: dict) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / (STATUS_FILE + ".tmp")
+    tmp.write_text(json.dumps(status, indent=2, default=str))
+    tmp.replace(run_dir / STATUS_FILE)
+
+
+def is_finished(run: SweepRun) -> bool:
+    status = _read_status(run.run_dir)
+    return bool(status and status.get("state") == "done"
+                and _comparable(status.get("config", {})) == _comparable(run.config.to_dict()))
+
+
+def run_point(config: dict, run_dir: str) -> dict:
+    """Run one grid point (in a Ray worker or in this process); returns its status, never raises."""
+    from nscl.presets.common import merge_metrics_csv
+    from nscl.sweeps import metrics_frame, slug
+
+    path = Path(run_dir)
+    start = time.time()
+    status: dict[str, Any] = {"key": None, "state": "running", "config": config, "host": socket.gethostname(),
+                              "started": time.strftime("%Y-%m-%d %H:%M:%S"), "error": None}
+    try:
+        cfg = ExperimentConfig.from_dict(config)
+        status["key"] = f"{cfg.method}/{cfg.benchmark_id}/seed{cfg.seeds[0]}"
+        _write_status(path, status)
+        experiment = cfg.experiment()
+        seed = cfg.seeds[0]
+        data = experiment.data(seed)
+        results = {}
+        for name in cfg.selected_methods():
+            results[(name, seed)] = experiment.run_one(name, seed, path / slug(name), data)
+        merge_metrics_csv(path / "metrics.csv", metrics_frame(results))
+        status.update(state="done", methods=[name for name, _ in results],
+                      tasks_done={name: int(r.accuracy.shape[0]) for (name, _), r in results.items()})
+    except Exception as err:   # reported, not raised: one failing point must not stop the grid
+        status.update(state="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+    status["seconds"] = round(time.time() - start, 1)
+    _write_status(path, status)
+    return status
+
+
+def _ray_available() -> bool:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def sweep(runs: Iterable[SweepRun], address: str | None = None, backend: str = "auto", num_cpus: int | None = None,
+          log: Callable[[str], None] = print) -> list[dict]:
+    """Run every point not yet done (resuming unfinished ones); one outcome dict per point, in order.
+
+    backend: "ray" (Ray required), "local" (sequential, this process) or "auto" (Ray when installed).
+    address: a Ray cluster ("auto", "host:port", "ray://host:10001"); None starts a local Ray with
+    `num_cpus` slots (None: all cores). Outcome keys: key, state (done / skipped / failed), error,
+    seconds, run_dir.
+    """
+    runs = list(runs)
+    keys = [str(r.run_dir.resolve()) for r in runs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("two sweep points share a run directory; give them different seeds, methods or benchmarks")
+    if backend not in ("auto", "ray", "local"):
+        raise ValueError(f"backend={backend!r}: accepted: 'auto', 'ray', 'local'")
+    if backend == "auto":
+        backend = "ray" if _ray_available() else "local"
+        if backend == "local":
+            warnings.warn("Ray is not installed (pip install 'nscl[sweep]' or 'ray'): the grid runs sequentially "
+                          "in this process", RuntimeWarning, stacklevel=2)
+    elif backend == "ray" and not _ray_available():
+        raise RuntimeError("backend='ray' but Ray is not installed: pip install 'nscl[sweep]' (or 'ray')")
+    if backend == "local" and address is not None:
+        raise ValueError("address is for a Ray cluster; it needs backend='ray' or 'auto' with Ray installed")
+
+    outcomes: dict[int, dict] = {}
+    todo: list[int] = []
+    for i, run in enumerate(runs):
+        if is_finished(run):
+            outcomes[i] = {"key": run.key, "state": "skipped", "error": None, "seconds": 0.0,
+                           "run_dir": str(run.run_dir), "note": "done before"}
+            log(f"[sweep] {run.key}: done before, skipped")
+        else:
+            todo.append(i)
+    if todo:
+        runner = _run_on_ray if backend == "ray" else _run_locally
+        for i, status in runner([runs[i] for i in todo], todo, address, num_cpus, log):
+            outcomes[i] = {"key": runs[i].key, "state": status["state"], "error": status.get("error"),
+                           "seconds": status.get("seconds"), "run_dir": str(runs[i].run_dir)}
+    return [outcomes[i] for i in range(len(runs))]
+
+
+def _log_outcome(log, run: SweepRun, status: dict) -> None:
+    if status["state"] == "done":
+        log(f"[sweep] {run.key}: done in {status.get('seconds')} s")
+    else:
+        log(f"[sweep] {run.key}: FAILED: {status.get('error')}")
+
+
+def _run_locally(runs, indices, address, num_cpus, log):
+    for i, run in zip(indices, runs):
+        config = run.config.replace(device=run.config.resolved_device).to_dict()
+        log(f"[sweep] {run.key}: running")
+        status = run_point(config, str(run.run_dir))
+        _log_outcome(log, run, status)
+        yield i, status
+
+
+def _run_on_ray(runs, indices, address, num_cpus, log):
+    import ray
+
+    if not ray.is_initialized():
+        if address is None:
+            ray.init(num_cpus=num_cpus, include_dashboard=False)
+        else:
+            ray.init(address=address)
+    gpus = ray.cluster_resources().get("GPU", 0)
+    remote = ray.remote(max_retries=0)(run_point)
+    pending = {}
+    for i, run in zip(indices, runs):
+        device = run.config.device
+        if device.startswith("cuda") and gpus < 1:
+            status = {"state": "failed", "seconds": 0.0,
+                      "error": f"device={device!r} but the Ray cluster has no GPU; use device='auto' or 'cpu'"}
+            _write_status(run.run_dir, {**status, "key": run.key, "config": run.config.to_dict()})
+            _log_outcome(log, run, status)
+            yield i, status
+            continue
+        use_gpu = gpus >= 1 and (device == "auto" or device.startswith("cuda"))
+        config = run.config.replace(device="cuda" if use_gpu else ("cpu" if device == "auto" else device)).to_dict()
+        options = {"num_cpus": 1, "num_gpus": 1} if use_gpu else {"num_cpus": 1}
+        pending[remote.options(**options).remote(config, str(run.run_dir))] = (i, run)
+    log(f"[sweep] {len(pending)} point(s) dispatched on Ray ({ray.cluster_resources().get('CPU', 0):g} CPUs, "
+        f"{gpus:g} GPUs)")
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        for ref in ready:
+            i, run = pending.pop(ref)
+            try:
+                status = ray.get(ref)
+            except Exception as err:   # the worker died (killed, out of memory): the point stays resumable
+                status = {"state": "failed", "seconds": None, "error": f"{type(err).__name__}: {err}"}
+                old = _read_status(run.run_dir) or {}
+                _write_status(run.run_dir, {**old, **status, "key": run.key, "config": run.config.to_dict()})
+            _log_outcome(log, run, status)
+            yield i, status
+
+
+def format_outcomes(outcomes: Sequence[dict]) -> str:
+    frame = pd.DataFrame(outcomes)
+    if not len(frame):
+        return "(no points)"
+    counts = frame.state.value_counts().to_dict()
+    lines = [f"{len(frame)} point(s): " + ", ".join(f"{n} {state}" for state, n in counts.items())]
+    for row in outcomes:
+        if row["state"] == "failed":
+            lines.append(f"  FAILED {row['key']} ({row['run_dir']}): {row['error']}")
+    return "\n".join(lines)
+
+
+# -- gathering results -----------------------------------------------------------------------------
+
+def collect_runs(run_root: str | Path) -> pd.DataFrame:
+    """One row per run directory under run_root (any depth): benchmark, method, seed, tasks_done, metrics.
+
+    Labels come from the run's run.json (written by Experiment.run_one); older runs without one are
+    labelled from config.json (method, seed) and their path.
+    """
+    rows = []
+    for metrics_path in sorted(Path(run_root).rglob("metrics.json")):
+        run_dir = metrics_path.parent
+        try:
+            metrics = json.loads(metrics_path.read_text())
+        except (OSError, ValueError):
+            continue
+        labels = {}
+        for name in ("run.json", "config.json"):
+            try:
+                labels[name] = json.loads((run_dir / name).read_text())
+            except (OSError, ValueError):
+                labels[name] = {}
+        run, cfg = labels["run.json"], labels["config.json"]
+        if not run and not cfg:
+            continue
+        row = {"benchmark": run.get("benchmark") or cfg.get("dataset", "?"),
+               "method": run.get("method") or cfg.get("method", run_dir.parent.name),
+               "seed": run.get("seed", cfg.get("run_config", {}).get("seed")),
+               "tasks_done": metrics.get("tasks_done", 0), "run_dir": str(run_dir)}
+        row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "tasks_done"})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def report_tables(run_root: str | Path) -> dict[str, pd.DataFrame]:
+    """Per benchmark (and number of tasks done), mean ± std over seeds per method (nscl.sweeps.summary_table)."""
+    from nscl.sweeps import summary_table
+
+    frame = collect_runs(run_root)
+    tables = {}
+    if not len(frame):
+        return tables
+    metrics = [m for m in ("last_accuracy", "average_incremental_accuracy", "forgetting") if m in frame.columns]
+    for (benchmark, tasks), group in frame[frame.tasks_done > 0].groupby(["benchmark", "tasks_done"], sort=True):
+        tables[f"{benchmark} ({tasks} task{'s' if tasks > 1 else ''})"] = summary_table(group, metrics)
+    return tables
+
+
+def failed_points(run_root: str | Path) -> list[dict]:
+    """status.json of every failed sweep point under run_root."""
+    failed = []
+    for path in sorted(Path(run_root).rglob(STATUS_FILE)):
+        status = _read_status(path.parent)
+        if status and status.get("state") == "failed":
+            failed.append({"key": status.get("key"), "run_dir": str(path.parent), "error": status.get("error")})
+    return failed
