@@ -1,11 +1,13 @@
-"""Measuring how much old outputs move under prompt updates (the checks of book chapter 2).
+"""Measuring how much old outputs move under updates (the checks of book chapters 1 and 2).
 
-All functions work on a `PromptedEncoder` and compare its pre-logit features (or a block's
-image-token outputs) before and after an update, as a relative Frobenius change.
+Most functions work on a `PromptedEncoder` and compare its pre-logit features (or a block's
+image-token outputs) before and after an update, as a relative Frobenius change. `OutputRecorder`
+follows a whole continual run: the method's logits on fixed inputs after every task.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Iterable
 
 import torch
@@ -13,7 +15,28 @@ import torch
 from nscl.consistency import ConditionRecorder
 from nscl.models.encoders import PromptedEncoder
 
-__all__ = ["collect_conditions", "relative_change", "offset_change", "prompt_step_change"]
+__all__ = ["collect_conditions", "relative_change", "offset_change", "prompt_step_change", "OutputRecorder"]
+
+
+@dataclass
+class OutputRecorder:
+    """`run_continual(..., after_task=recorder)`: the method's logits on fixed `inputs` after every task.
+
+    `columns` picks the logits to keep (e.g. slice(0, 2): the first task's head of two classes);
+    `outputs[k]` is a (n_inputs, n_kept) tensor recorded after the k-th task the run trained.
+    """
+
+    inputs: torch.Tensor
+    columns: slice = field(default_factory=lambda: slice(None))
+    outputs: list[torch.Tensor] = field(default_factory=list)
+
+    @torch.no_grad()
+    def __call__(self, task: int, method) -> None:
+        self.outputs.append(method.logits(method.transform(self.inputs))[:, self.columns].detach().clone())
+
+    def changes(self) -> list[float]:
+        """Relative change of the recorded outputs after each later task against the first record."""
+        return [relative_change(self.outputs[0], later) for later in self.outputs[1:]]
 
 
 @torch.no_grad()

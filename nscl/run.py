@@ -15,25 +15,22 @@ config.json (the settings' fingerprint, checked against every later call into th
 Guards: a non-finite loss or parameter stops the run (`DivergedError`, naming the task, epoch and
 step) before anything of that task is written. The loss is checked on the device (a flag and the
 first bad step are kept there) and read back every `CHECK_EVERY` steps and at the end of each epoch.
-Checkpoints: written to a temporary file and renamed; the previous one is kept as checkpoint.prev.pt;
+Checkpoints (nscl.run_dir): written to a temporary file and renamed; the previous one is kept as checkpoint.prev.pt;
 a damaged checkpoint is reported (with its path), set aside as *.damaged.pt, and the run resumes from
 the previous one, or starts over when there is none.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import numbers
-import os
 import random
 import re
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -45,33 +42,19 @@ from nscl.data.continual import ContinualData
 from nscl.data.loading import iterate_batches
 from nscl.methods.base import PRECISIONS, ContinualMethod, TaskInfo
 from nscl.metrics import ContinualMetrics, summarize
+from nscl.run_dir import (CHECKPOINT, PREVIOUS_CHECKPOINT, RESULT_FILES, CheckpointWarning, RunMismatchError,
+                          atomic_write_text, resume_point, save_checkpoint, write_results)
 
 __all__ = ["RunConfig", "RunResult", "RunMismatchError", "DivergedError", "CheckpointWarning", "run_continual",
            "evaluate", "seed_everything", "repeated", "CHECKPOINT", "PREVIOUS_CHECKPOINT", "RESULT_FILES",
            "DEVICE_PATTERN"]
 
-CHECKPOINT = "checkpoint.pt"
-PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
-RESULT_FILES = ("accuracy.csv", "tasks.csv", "metrics.json")
 CHECK_EVERY = 50        # steps between reads of the on-device loss flag (and at the end of every epoch)
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
-_CHECKPOINT_KEYS = ("fingerprint", "tasks_done", "accuracy", "accuracy_task_aware", "log", "method")
-
-
-class RunMismatchError(RuntimeError):
-    """run_dir already holds a run made with other settings; it is left untouched."""
 
 
 class DivergedError(FloatingPointError):
     """The loss or a parameter became NaN or infinite; nothing of the task in progress was written."""
-
-
-class CheckpointWarning(UserWarning):
-    """A checkpoint could not be read (the run resumes from the previous one, or starts over)."""
-
-
-class _DamagedCheckpoint(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -201,115 +184,6 @@ def _fingerprint(method: ContinualMethod, data: ContinualData, config: RunConfig
     }, default=str))
 
 
-def _settings_hash(fingerprint: dict) -> str:
-    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def _save_checkpoint(run_path: Path, payload: dict) -> None:
-    """checkpoint.pt <- payload, atomically; the one it replaces becomes checkpoint.prev.pt."""
-    path, tmp = run_path / CHECKPOINT, run_path / (CHECKPOINT + ".tmp")
-    torch.save(payload, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    if path.exists():
-        path.replace(run_path / PREVIOUS_CHECKPOINT)
-    tmp.replace(path)   # a kill between the two renames leaves checkpoint.prev.pt, which is read then
-
-
-def _read_checkpoint(path: Path) -> dict:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:   # truncated, empty, garbage: torch/pickle raise many kinds
-        reason = f"{type(err).__name__}: {err}".strip()
-        raise _DamagedCheckpoint(f"{path} cannot be read ({reason[:200]}; {path.stat().st_size} bytes)") from err
-    if not isinstance(ckpt, dict) or any(k not in ckpt for k in _CHECKPOINT_KEYS):
-        raise _DamagedCheckpoint(f"{path} is not an nscl run checkpoint (expected a dict with {_CHECKPOINT_KEYS})")
-    return ckpt
-
-
-def _write_results(run_dir: Path, result: RunResult, fingerprint: dict) -> None:
-    _atomic_write_text(run_dir / "accuracy.csv", result.accuracy_frame().to_csv(index=False))
-    _atomic_write_text(run_dir / "tasks.csv", result.tasks.to_csv(index=False))
-    done = int(np.isfinite(np.diag(result.accuracy)).sum())
-    sizes = result.task_sizes[:done]
-    metrics: dict[str, Any] = {"tasks_done": done}
-    if done:
-        metrics.update(summarize(result.accuracy[:done, :done], sizes).as_dict())
-        metrics["task_aware"] = summarize(result.accuracy_task_aware[:done, :done], sizes).as_dict()
-    metrics["settings"] = _settings_hash(fingerprint)   # the config.json these results belong to
-    _atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
-
-
-def _differences(old: dict, new: dict) -> dict:
-    return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
-
-
-def _check_run_dir(run_path: Path, fingerprint: dict) -> None:
-    """Refuse a run_dir whose config.json or results belong to other settings (they are never overwritten)."""
-    config_path = run_path / "config.json"
-    results = [run_path / name for name in RESULT_FILES if (run_path / name).exists()]
-    if config_path.exists():
-        try:
-            saved = json.loads(config_path.read_text())
-        except (OSError, ValueError) as err:
-            raise RunMismatchError(f"{config_path} cannot be read ({err}); it describes the results in {run_path}. "
-                                   f"Move them away or use another run_dir") from err
-        if saved != fingerprint:
-            raise RunMismatchError(f"{run_path} holds results of a run with other settings (config.json vs now: "
-                                   f"{_differences(saved, fingerprint)}); use another run_dir to start a new run")
-    elif results:
-        raise RunMismatchError(f"{run_path} holds results ({', '.join(p.name for p in results)}) but no config.json "
-                               f"saying which settings made them; move them away or use another run_dir")
-    metrics_path = run_path / "metrics.json"
-    if metrics_path.exists():
-        try:
-            settings = json.loads(metrics_path.read_text()).get("settings")
-        except (OSError, ValueError, AttributeError):
-            settings = None   # damaged: rewritten from the checkpoint after the next task
-        if settings is not None and settings != _settings_hash(fingerprint):
-            raise RunMismatchError(f"{metrics_path} belongs to a run with other settings than config.json's and "
-                                   f"now's; use another run_dir to start a new run")
-
-
-def _resume_point(run_path: Path, fingerprint: dict, resume: bool) -> dict | None:
-    """The newest readable checkpoint of run_path with these settings (None: start from the first task)."""
-    current, previous = run_path / CHECKPOINT, run_path / PREVIOUS_CHECKPOINT
-    present = [p for p in (current, previous) if p.exists()]
-    if not resume and (present or (run_path / "config.json").exists()
-                       or any((run_path / n).exists() for n in RESULT_FILES)):
-        raise RunMismatchError(f"{run_path} already holds a run; pass resume=True to continue it or "
-                               f"choose a new run_dir (finished work is never overwritten)")
-    ckpt, damaged, notes = None, [], []
-    for path in present:
-        try:
-            ckpt = _read_checkpoint(path)
-            break
-        except _DamagedCheckpoint as err:
-            damaged.append(path)
-            notes.append(str(err))
-    if ckpt is not None and ckpt["fingerprint"] != fingerprint:
-        raise RunMismatchError(f"{run_path} holds a run with other settings (checkpoint vs now: "
-                               f"{_differences(ckpt['fingerprint'], fingerprint)}); use another run_dir to start a "
-                               f"new run")
-    _check_run_dir(run_path, fingerprint)
-    for path in damaged:   # set aside, so that the next save does not rotate it over the good previous one
-        path.replace(path.with_name(path.name.removesuffix(".pt") + ".damaged.pt"))
-    if damaged:
-        if ckpt is not None:
-            what = f"resuming from the previous checkpoint (after task {ckpt['tasks_done']})"
-        else:
-            what = "no readable checkpoint is left: the run starts over from the first task"
-        message = "; ".join(notes) + f". Set aside as *.damaged.pt; {what}."
-        warnings.warn(message, CheckpointWarning, stacklevel=3)
-    return ckpt
-
-
 def _method_tensors(method: ContinualMethod) -> list[tuple[str, torch.Tensor]]:
     """The method's parameters: those of its modules and of nn.Module / nn.Parameter attributes."""
     modules = list(method.modules()) + [v for v in vars(method).values() if isinstance(v, torch.nn.Module)]
@@ -343,8 +217,12 @@ def _lr_hint(method: ContinualMethod) -> str:
 
 
 def run_continual(method: ContinualMethod, data: ContinualData, config: RunConfig = RunConfig(),
-                  run_dir: str | Path | None = None, resume: bool = True) -> RunResult:
+                  run_dir: str | Path | None = None, resume: bool = True,
+                  after_task: Callable[[int, ContinualMethod], None] | None = None) -> RunResult:
     """Train `method` through the tasks of `data`; checkpoint to `run_dir` after every task.
+
+    after_task(t, method): called after task t's end_task, before its evaluation, for every task this
+    call trains (not for tasks read back from a checkpoint); e.g. `nscl.invariance.OutputRecorder`.
 
     Reopening a run_dir with a smaller `max_tasks` than it holds reads back the first tasks' results
     (the method is loaded with the checkpoint's state, after all of its tasks: see extras["tasks_in_state"]).
@@ -364,7 +242,7 @@ def run_continual(method: ContinualMethod, data: ContinualData, config: RunConfi
     where = "" if run_path is None else f" (run_dir {run_path})"
     if run_path is not None:
         run_path.mkdir(parents=True, exist_ok=True)
-        ckpt = _resume_point(run_path, fingerprint, resume)
+        ckpt = resume_point(run_path, fingerprint, resume)
         if ckpt is not None:
             method.load_state_dict(ckpt["method"])
             tasks_in_state = int(ckpt["tasks_done"])
@@ -373,7 +251,7 @@ def run_continual(method: ContinualMethod, data: ContinualData, config: RunConfi
             accuracy_til[:start, :start] = np.asarray(ckpt["accuracy_task_aware"])[:start, :start]
             log = list(ckpt["log"])[:start]
         if not (run_path / "config.json").exists():
-            _atomic_write_text(run_path / "config.json", json.dumps(fingerprint, indent=2))
+            atomic_write_text(run_path / "config.json", json.dumps(fingerprint, indent=2))
 
     for t in range(start, n_tasks):
         seed_everything(_task_seed(config.seed, t))
@@ -443,6 +321,8 @@ def run_continual(method: ContinualMethod, data: ContinualData, config: RunConfi
         if broken:
             raise DivergedError(f"{method.name}: parameters {broken[:5]} are not finite after task {t + 1}/{n_tasks}'s "
                                 f"end_task{where}; {_lr_hint(method)}. Nothing of task {t + 1} was saved.")
+        if after_task is not None:
+            after_task(t, method)
         for j in range(t + 1):
             accuracy[t, j], accuracy_til[t, j] = evaluate(method, data.task(j, "test"), config,
                                                           data.scenario.task_positions(j))
@@ -452,9 +332,9 @@ def run_continual(method: ContinualMethod, data: ContinualData, config: RunConfi
                         step_accuracy=step_acc))
         tasks_in_state = t + 1
         if run_path is not None:
-            _save_checkpoint(run_path, dict(fingerprint=fingerprint, tasks_done=t + 1, accuracy=accuracy,
+            save_checkpoint(run_path, dict(fingerprint=fingerprint, tasks_done=t + 1, accuracy=accuracy,
                                             accuracy_task_aware=accuracy_til, log=log, method=method.state_dict()))
-            _write_results(run_path, RunResult(accuracy, task_sizes, pd.DataFrame(log), accuracy_til), fingerprint)
+            write_results(run_path, RunResult(accuracy, task_sizes, pd.DataFrame(log), accuracy_til), fingerprint)
         if config.progress:
             tqdm.write(f"{method.name}: task {t + 1}/{n_tasks} accuracy on seen classes {step_acc:.4f} "
                        f"({train_time:.1f}s)")

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from nscl.data import BatchTransform, ContinualData, Scenario, load_dataset
+from nscl.invariance import OutputRecorder
 from nscl.methods.linear import SharedLayerClassifier, SharedLayerConfig
 from nscl.models.features import RandomReLUFeatures
 from nscl.nullspace import NullSpaceRule
@@ -42,18 +43,13 @@ def test_seq_runs_end_to_end_and_writes_tidy_results(digits, tmp_path):
 def test_exact_null_space_keeps_old_task_outputs(digits):
     method = make_method(NullSpaceRule("energy", 0.0), dtype="float64")
     # The null space is estimated from task 0's training inputs, so outputs on exactly those stay put.
-    old = digits.task(0, "train")
-    snapshots = []
-    end_task = method.end_task
-
-    def end_task_and_snapshot(task, batches):
-        end_task(task, batches)
-        snapshots.append(method.logits(method.transform(old.images))[:, :2].clone())
-
-    method.end_task = end_task_and_snapshot
-    result = run_continual(method, digits, CONFIG)
-    changes = [float(torch.linalg.norm(s - snapshots[0]) / torch.linalg.norm(snapshots[0])) for s in snapshots[1:]]
+    recorder = OutputRecorder(digits.task(0, "train").images, columns=slice(0, 2))
+    result = run_continual(method, digits, CONFIG, after_task=recorder)
+    changes = recorder.changes()
     assert len(changes) == 4 and max(changes) < 1e-10, changes
+    seq = OutputRecorder(digits.task(0, "train").images, columns=slice(0, 2))
+    run_continual(make_method(dtype="float64"), digits, CONFIG, after_task=seq)
+    assert min(seq.changes()) > 1e-3   # without the projection the same outputs move
     assert result.metrics_task_aware.forgetting == 0.0
     assert min(np.diag(result.accuracy_task_aware)) > 0.6  # new tasks are still learnt
 
@@ -203,3 +199,14 @@ def test_run_all_merges_run_root_metrics_across_calls(digits, tmp_path):
     assert len(pd.read_csv(tmp_path / "metrics.csv")) == 3
     labels = json.loads((tmp_path / "Seq" / "seed0" / "run.json").read_text())
     assert labels["method"] == "Seq" and labels["seed"] == 0 and labels["benchmark"] == "shapes100-10s"
+
+
+def test_after_task_is_called_for_the_tasks_this_call_trains(digits, tmp_path):
+    calls = []
+    record = lambda t, method: calls.append((t, method.name))   # noqa: E731
+    run_continual(make_method(), digits, RunConfig(epochs=1, batch_size=32, max_tasks=2), run_dir=tmp_path,
+                  after_task=record)
+    assert [t for t, _ in calls] == [0, 1]
+    calls.clear()   # resumed: tasks 1-2 come from the checkpoint, tasks 3-5 are trained
+    run_continual(make_method(), digits, RunConfig(epochs=1, batch_size=32), run_dir=tmp_path, after_task=record)
+    assert [t for t, _ in calls] == [2, 3, 4]
