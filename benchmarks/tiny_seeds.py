@@ -38,7 +38,7 @@ def main() -> None:
     else:
         # the frozen control beside the variants; the joint bound is left to the chapter (it retrains on all data)
         experiment = dmnsp_experiment("tiny", variants=tuple(args.variants), joint=False, frozen=True)
-    experiment.with_run(progress=False)
+    experiment = experiment.with_run(progress=False)
     start = time.perf_counter()
     frame, results = experiment.run_all(seeds=args.seeds, run_root=args.run_root / args.method)
     out = args.out or RESULTS / f"{args.method}_tiny_{len(args.seeds)}seeds.csv"

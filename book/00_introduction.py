@@ -35,6 +35,13 @@ samples_per_class = 4      # images per class in the data grids
 seed = 0
 
 # %%
+# a mistyped parameter (papermill -p NAME VALUE) stops here instead of being silently ignored
+from nscl.config import check_parameters
+
+check_parameters(globals(), {"samples_per_class", "seed"},
+                 types={"samples_per_class": int, "seed": int})
+
+# %%
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd

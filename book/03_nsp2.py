@@ -75,6 +75,17 @@ run_root = None          # None: build/outputs/03_nsp2/<preset>-<backbone>-<benc
 progress = False         # True: tqdm bars per task (long GPU runs)
 
 # %%
+# One typed config checks every parameter (names, types, ranges, the benchmark against the recipe, the
+# data folder) before anything is loaded; `python -m nscl run` builds the same ExperimentConfig.
+from nscl.config import ExperimentConfig, check_parameters
+
+check_parameters(globals(), {"preset", "backbone", "benchmark", "seeds", "device", "epochs", "max_tasks", "data_root",
+                             "download", "run_root", "progress"})
+config = ExperimentConfig(method="nsp2", preset=preset, backbone=backbone, benchmark=benchmark, seeds=seeds,
+                          device=device, epochs=epochs, max_tasks=max_tasks, data_root=data_root, download=download,
+                          progress=progress)
+
+# %%
 from dataclasses import asdict
 
 import matplotlib.pyplot as plt
@@ -83,12 +94,11 @@ import seaborn as sns
 
 from nscl.metrics import forgetting_per_task
 from nscl.paths import output_dir, repo_root
-from nscl.presets import nsp2_experiment
 from nscl.sweeps import diagonal_frame, mean_step_accuracies, paired_difference, summary_table
 from nscl.viz import plot_accuracy_matrix, plot_step_accuracies, savefig
 
-experiment = nsp2_experiment(preset, backbone, benchmark, device=device, data_root=data_root, download=download)
-experiment.with_run(epochs=epochs, max_tasks=max_tasks, progress=progress)
+experiment = config.experiment()   # Seq, NSP², frozen and joint with the recipe's settings (nothing trained yet)
+seeds = list(config.seeds)
 bench = experiment.benchmark
 out = output_dir("03_nsp2")
 runs = run_root or out / f"{preset}-{backbone}-{bench.id}"

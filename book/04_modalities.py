@@ -55,6 +55,16 @@ run_root = None       # None: build/outputs/04_modalities/<preset>-<benchmark>
 progress = False      # True: tqdm bars per task (long GPU runs)
 
 # %%
+# One typed config checks every parameter before anything is loaded (as `python -m nscl run` does).
+from nscl.config import ExperimentConfig, check_parameters
+
+check_parameters(globals(), {"preset", "benchmark", "seed", "device", "epochs", "max_tasks", "data_root", "download",
+                             "run_root", "progress"}, types={"seed": int})
+config = ExperimentConfig(method="dmnsp", preset=preset, benchmark=benchmark, seeds=[seed], device=device,
+                          epochs=epochs, max_tasks=max_tasks, data_root=data_root, download=download,
+                          progress=progress, only=["Seq", "DMNSP"], overrides={"record_parameters": True})
+
+# %%
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -63,16 +73,13 @@ import seaborn as sns
 
 from nscl.modalities import across_task_variance, layer_statistics, parameter_set, spread_statistics
 from nscl.paths import output_dir
-from nscl.presets import dmnsp_experiment
 from nscl.sweeps import summary_table
 from nscl.viz import savefig
 
-experiment = dmnsp_experiment(preset, benchmark, device=device, data_root=data_root, download=download,
-                              joint=False, record_parameters=True)
-experiment.with_run(epochs=epochs, max_tasks=max_tasks, progress=progress)
+experiment = config.experiment()   # the recipe, with every weight recorded after each task
 out = output_dir("04_modalities")
 runs = run_root or out / f"{preset}-{experiment.benchmark.id}"
-frame, results = experiment.run_all(seeds=[seed], run_root=runs, only=["adapter-Seq", "DMNSP"])
+frame, results = experiment.run_all(seeds=[seed], run_root=runs, only=config.selected_methods())
 summary_table(frame, ["last_accuracy", "forgetting", "forgetting_task_aware"])
 
 # %% [markdown]
