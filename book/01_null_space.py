@@ -41,6 +41,17 @@ seeds = [0, 1, 2]
 device = "cpu"
 
 # %%
+# a mistyped parameter (papermill -p NAME VALUE) stops here instead of being silently ignored
+from nscl.config import check_parameters
+
+check_parameters(globals(),
+                 {"dataset", "n_tasks", "feature_dim", "hidden", "epochs", "batch_size", "lr", "energies",
+                  "seeds", "device"},
+                 types={"dataset": str, "n_tasks": int, "feature_dim": int, "hidden": int, "epochs": int,
+                        "batch_size": int, "lr": (int, float), "energies": list, "seeds": list,
+                        "device": str})
+
+# %%
 import warnings
 
 import matplotlib.pyplot as plt
@@ -49,6 +60,7 @@ import pandas as pd
 import torch
 
 from nscl.data import BatchTransform, ContinualData, Scenario, load_dataset
+from nscl.invariance import OutputRecorder
 from nscl.methods.linear import SharedLayerClassifier, SharedLayerConfig
 from nscl.models.features import RandomReLUFeatures
 from nscl.nullspace import (EmptyNullSpaceWarning, NullSpaceRule, null_space_basis, null_space_projector,
@@ -265,26 +277,14 @@ print(f"{len(first)} inputs in d = {feature_dim + 1} dimensions: rank of X = {ra
 # record the first head's outputs on the first task's inputs after every task.
 
 # %%
-def track_first_task(method, old_images):
-    """Record the first head's outputs on `old_images` after each task's end_task."""
-    snapshots, end_task = [], method.end_task
-
-    def end_task_and_record(task, batches):
-        end_task(task, batches)
-        snapshots.append(method.logits(method.transform(old_images))[:, :2].clone())
-
-    method.end_task = end_task_and_record
-    return snapshots
-
-
 invariance = []
 for label, rule in [("Seq", None), ("null space (exact)", NullSpaceRule("energy", 0.0))]:
     method = shared_layer(rule, seed=0, dtype="float64")
-    on_train = track_first_task(method, data.task(0, "train").images)
-    result = run_continual(method, data, run_config)
-    for t, snap in enumerate(on_train[1:], start=2):
-        invariance.append(dict(method=label, after_task=t,
-                               change=float(torch.linalg.norm(snap - on_train[0]) / torch.linalg.norm(on_train[0]))))
+    # the first head's two logits on task 1's training inputs, recorded after every task
+    first_head = OutputRecorder(data.task(0, "train").images, columns=slice(0, 2))
+    result = run_continual(method, data, run_config, after_task=first_head)
+    for t, change in enumerate(first_head.changes(), start=2):
+        invariance.append(dict(method=label, after_task=t, change=change))
     dims = [i.null_dim for i in getattr(method, "null_space_info", [])]
     print(f"{label:20s} task-1 accuracy after every task (task-aware): "
           f"{np.round(result.accuracy_task_aware[:, 0] * 100, 1)}" + (f"  null-space dims {dims}" if dims else ""))

@@ -29,6 +29,14 @@ energies = [1e-3, 1e-2, 0.03, 0.1, 0.3]
 seed = 0
 
 # %%
+# a mistyped parameter (papermill -p NAME VALUE) stops here instead of being silently ignored
+from nscl.config import check_parameters
+
+check_parameters(globals(), {"n_old_images", "task_images_per_class", "etas", "energies", "seed"},
+                 types={"n_old_images": int, "task_images_per_class": int, "etas": list, "energies": list,
+                        "seed": int})
+
+# %%
 import warnings
 
 import matplotlib.pyplot as plt
@@ -148,6 +156,48 @@ recorder = collect_conditions(encoder, [old_images])
 left, right, infos = condition_projectors(recorder, EXACT, dtype=torch.float64)
 print("null-space dimensions per layer (affinity of D, aggregation of m):",
       [(i1.null_dim, i2.null_dim) for i1, i2 in infos])
+
+# %% [markdown]
+# `collect_conditions` ran the old images through the prompted network once and accumulated, per
+# layer, $\Omega_1^\top\Omega_1$ and $\Omega_2^\top\Omega_2$. Here is the same feature
+# collection written out for the first block. Everything both conditions need is what the block's
+# LayerNorm hands to attention: the normalised image tokens $X$ and prompts $\hat P$. A forward hook
+# on `norm1` catches both; the queries, the attention on the prompts $S_P$ and the rows
+# $Q_{X,h} W_{k,h}^\top$ of every head follow from the block's own `qkv` weights. Each matrix is
+# divided by its number of rows ($B H N$), as NSP²'s code does per batch.
+
+# %%
+def condition_matrices(block, normed_tokens, normed_prompts):
+    """Omega_1^T Omega_1 (D x D) and Omega_2^T Omega_2 (m x m) of one timm block, over their B*H*N rows."""
+    attn = block.attn
+    (B, N, D), H, m = normed_tokens.shape, attn.num_heads, normed_prompts.shape[0]
+    d = D // H
+    W_q, W_k = attn.qkv.weight[:D], attn.qkv.weight[D:2 * D]
+    b_q, b_k = attn.qkv.bias[:D], attn.qkv.bias[D:2 * D]
+    q = (normed_tokens @ W_q.T + b_q).reshape(B, N, H, d).transpose(1, 2)             # (B, H, N, d)
+    keys = torch.cat([normed_tokens, normed_prompts.expand(B, m, D)], dim=1) @ W_k.T + b_k
+    k = keys.reshape(B, N + m, H, d).transpose(1, 2)                                   # (B, H, N + m, d)
+    S_P = torch.softmax(q @ k.transpose(-2, -1) / d ** 0.5, dim=-1)[..., N:]           # attention on prompts
+    omega1 = torch.einsum("bhnd,hdD->bhnD", q, W_k.reshape(H, d, D)).reshape(-1, D)    # rows q_h W_k,h
+    omega2 = S_P.reshape(-1, m)
+    return omega1.T @ omega1 / len(omega1), omega2.T @ omega2 / len(omega2)
+
+
+first_block = encoder.prompted_blocks()[0].block
+seen = []   # the block normalises its prompts (m, D) and its image tokens (B, N, D)
+hook = first_block.norm1.register_forward_hook(lambda module, args, output: seen.append(output))
+with torch.no_grad():
+    encoder.pre_logits(old_images)
+hook.remove()
+normed_tokens = next(t for t in seen if t.ndim == 3)
+normed_prompts = next(t for t in seen if t.ndim == 2)
+affinity, aggregation = condition_matrices(first_block, normed_tokens, normed_prompts)
+first = recorder.layers[0]
+for name, ours, package in [("affinity    (D x D)", affinity, recorder.affinity[first].matrix),
+                            ("aggregation (m x m)", aggregation, recorder.aggregation[first].matrix)]:
+    print(f"{name}: relative difference to nscl's recorder {float((ours - package).norm() / package.norm()):.1e}")
+assert torch.allclose(affinity, recorder.affinity[first].matrix, rtol=1e-10, atol=0)
+assert torch.allclose(aggregation, recorder.aggregation[first].matrix, rtol=1e-10, atol=0)
 
 # %% [markdown]
 # We move the layer-normed prompts of *every* layer by $\Delta\hat P$ and measure the relative change

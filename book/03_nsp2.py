@@ -355,8 +355,8 @@ drift.groupby("method", sort=False)[list(drift.columns[2:])].mean()
 # The prompts start from uniform noise in $[-1, 1]$; the first task reshapes that distribution for
 # every method alike (with the same seed the first task trains identically: there is nothing to
 # protect yet). From then on the table above gives the mean relative change per task: NSP²'s
-# prompts barely move, Seq's and joint's keep changing. The two NSP² curves lie on top of each
-# other, which is the picture of "frozen after task 1".
+# prompts barely move, Seq's and joint's keep changing. In the distribution panel, NSP²'s two curves (after the first
+# and after the last task) lie on top of each other: the picture of "frozen after task 1".
 
 # %% [markdown]
 # ## Summary

@@ -32,6 +32,13 @@ max_tasks = None        # None: all 10 tasks
 run_root = None         # None: build/outputs/06_null_space_atlas/runs; runs resume from here
 
 # %%
+# a mistyped parameter (papermill -p NAME VALUE) stops here instead of being silently ignored
+from nscl.config import check_parameters
+
+check_parameters(globals(), {"seed", "max_tasks", "run_root"},
+                 types={"seed": int, "max_tasks": (int, type(None)), "run_root": (str, type(None))})
+
+# %%
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd

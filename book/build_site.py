@@ -5,11 +5,12 @@
 Copies into ``--out`` (emptied first): the executed chapters ``<executed>/NN_*.ipynb`` for every
 chapter source ``book/NN_*.py`` present (sorted, so the table of contents follows the reading
 order and picks up new chapters such as ``00_introduction`` without being edited), the landing
-page ``book/index.md``, the bibliography ``book/references.{md,bib}``, ``book/_config.yml``, and
+page ``book/index.md``, the bibliography ``book/references.{md,bib}``, ``book/_config.yml``,
 MathJax 3 from ``node_modules/mathjax/es5`` into ``_assets/mathjax`` (Sphinx serves it as
 ``_static/mathjax``: locally, no CDN; the source has no ``_static`` folder, since Jupyter Book
 would add every .js file in it to every page).
-Then writes ``_toc.yml`` (index, chapters, references) and ``conf.py`` (``jupyter-book config
+the teachers' page ``book/exercises/teachers.md``.
+Then writes ``_toc.yml`` (index, chapters, teachers, references) and ``conf.py`` (``jupyter-book config
 sphinx``), so that ``sphinx-build -b html <out> build/html`` renders the book without executing
 anything and without the network. ``make html`` runs both steps.
 
@@ -29,6 +30,8 @@ from pathlib import Path
 BOOK = Path(__file__).resolve().parent
 ROOT = BOOK.parent
 PAGES = ("index.md", "references.md", "references.bib", "_config.yml")
+# Back-matter pages kept elsewhere in book/ (source, name in the site)
+EXTRA_PAGES = {"exercises/teachers.md": "teachers.md"}
 # MathJax: the combined TeX-to-CommonHTML component plus what it loads on demand
 # (TeX extensions, fonts, the context menu and its accessibility/speech modules).
 MATHJAX_KEEP = ("tex-chtml.js", "input", "output", "ui", "a11y", "sre", "adaptors")
@@ -57,7 +60,7 @@ def toc_yaml(chapters: list[str]) -> str:
         "    chapters:",
     ]
     lines += [f"      - file: {name}" for name in chapters]
-    lines += ["  - caption: Back matter", "    chapters:", "      - file: references", ""]
+    lines += ["  - caption: Back matter", "    chapters:", "      - file: teachers", "      - file: references", ""]
     return "\n".join(lines)
 
 
@@ -106,6 +109,8 @@ def assemble(executed: Path, out: Path, *, allow_missing: bool = False,
     out.mkdir(parents=True)
     for name in PAGES:
         shutil.copy2(BOOK / name, out / name)
+    for source, name in EXTRA_PAGES.items():
+        shutil.copy2(BOOK / source, out / name)
     for name in chapters:
         nb = executed / f"{name}.ipynb"
         check_notebook(nb)

@@ -31,7 +31,7 @@ HTML = ROOT / "build" / "html"
 EXECUTED = ROOT / "build" / "executed"
 SCREENSHOTS = ROOT / "build" / "screenshots"
 CHAPTERS = [p.stem for p in sorted((ROOT / "book").glob("[0-9][0-9]_*.py"))]
-PAGES = ["index", *CHAPTERS, "references"]
+PAGES = ["index", *CHAPTERS, "teachers", "references"]
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -218,6 +218,8 @@ def test_page_renders_offline(open_page, name):
         assert shown >= expected, f"{name}: {shown} figures shown, the notebook holds {expected}"
     if name == "index":
         assert math["containers"] > 0, "the landing page's equation was not typeset"
+    if name == "teachers":
+        assert page.locator("table").count() >= 3, "the teachers' page lost its tables (sets, timings, results)"
     if name == "references":
         entries = page.locator(".citation, dl.citation > dt, div.citation").count()
         assert entries >= 11, f"the bibliography lists {entries} entries, expected at least 11"
