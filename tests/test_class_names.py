@@ -79,11 +79,28 @@ def test_shapes_keep_their_names_and_refuse_a_name_set():
 def test_prompts_keep_the_lineages_class_names():
     """DMNSP and zero-shot CLIP prompt with the names as given ("aquarium_fish", as the official DMNSP);
     NSP²'s CIFAR-100 protocols load NSP²'s own names ("aquarium fish")."""
-    import inspect
-
-    from nscl.methods import dmnsp, zeroshot
+    from nscl.data.loading import BatchTransform
+    from nscl.methods.base import TaskInfo
+    from nscl.methods.dmnsp import DMNSP, DMNSPConfig
+    from nscl.methods.zeroshot import ZeroShotCLIP
+    from nscl.models.tiny import build_tiny_clip, tiny_tokenizer
     from nscl.presets.common import BENCHMARKS
 
-    assert 'replace("_", " ")' not in inspect.getsource(dmnsp.DMNSP) + inspect.getsource(zeroshot.ZeroShotCLIP)
+    seen: list[list[str]] = []
+    tokenizer = tiny_tokenizer()
+
+    def recording_tokenizer(texts):
+        seen.append(list(texts))
+        return tokenizer(texts)
+
+    names = ("aquarium_fish", "maple_tree")
+    task = TaskInfo(index=0, positions=range(0, 2), n_seen=2, class_names=names, n_train=2, steps_per_epoch=1,
+                    epochs=1)
+    transform = BatchTransform(size=32, mean=(0.5,) * 3, std=(0.5,) * 3)
+    for method in (DMNSP(build_tiny_clip(), recording_tokenizer, transform, DMNSPConfig()),
+                   ZeroShotCLIP(build_tiny_clip(), recording_tokenizer, transform)):
+        method.setup("cpu", "fp32")
+        method.begin_task(task)
+    assert seen == [["a bad photo of a aquarium_fish.", "a bad photo of a maple_tree."]] * 2
     assert dict(BENCHMARKS["cifar100-10s"].options)["class_names"] == "nsp2"
     assert "class_names" not in dict(BENCHMARKS["cifar100-10-10"].options)
