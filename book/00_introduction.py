@@ -38,8 +38,8 @@ seed = 0
 # a mistyped parameter (papermill -p NAME VALUE) stops here instead of being silently ignored
 from nscl.config import check_parameters
 
-check_parameters(globals(), {"samples_per_class", "seed"},
-                 types={"samples_per_class": int, "seed": int})
+parameters = check_parameters(globals(), {"samples_per_class", "seed"},
+                              types={"samples_per_class": int, "seed": int})
 
 # %%
 import matplotlib.pyplot as plt
@@ -178,7 +178,7 @@ plt.show()
 #
 # The papers use ViT-B/16 (86M parameters) and CLIP ViT-B/16 (150M). The tiny preset builds the same
 # kinds of model through the same libraries' constructors (timm's `VisionTransformer`, open_clip's
-# `CLIP`), small enough to pretrain on the base classes in about two CPU minutes each (cached after
+# `CLIP`), small enough to pretrain on the base classes in a few CPU minutes each (cached after
 # the first time):
 
 # %%

@@ -44,12 +44,11 @@ device = "cpu"
 # a mistyped parameter (papermill -p NAME VALUE) stops here instead of being silently ignored
 from nscl.config import check_parameters
 
-check_parameters(globals(),
-                 {"dataset", "n_tasks", "feature_dim", "hidden", "epochs", "batch_size", "lr", "energies",
-                  "seeds", "device"},
-                 types={"dataset": str, "n_tasks": int, "feature_dim": int, "hidden": int, "epochs": int,
-                        "batch_size": int, "lr": (int, float), "energies": list, "seeds": list,
-                        "device": str})
+parameters = check_parameters(
+    globals(), {"dataset", "n_tasks", "feature_dim", "hidden", "epochs", "batch_size", "lr", "energies", "seeds",
+                "device"},
+    types={"dataset": str, "n_tasks": int, "feature_dim": int, "hidden": int, "epochs": int, "batch_size": int,
+           "lr": (int, float), "energies": list, "seeds": list, "device": str})
 
 # %%
 import warnings

@@ -32,9 +32,9 @@ seed = 0
 # a mistyped parameter (papermill -p NAME VALUE) stops here instead of being silently ignored
 from nscl.config import check_parameters
 
-check_parameters(globals(), {"n_old_images", "task_images_per_class", "etas", "energies", "seed"},
-                 types={"n_old_images": int, "task_images_per_class": int, "etas": list, "energies": list,
-                        "seed": int})
+parameters = check_parameters(
+    globals(), {"n_old_images", "task_images_per_class", "etas", "energies", "seed"},
+    types={"n_old_images": int, "task_images_per_class": int, "etas": list, "energies": list, "seed": int})
 
 # %%
 import warnings

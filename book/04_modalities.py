@@ -219,9 +219,11 @@ verdict
 # where the parameters end; the *drift* and *across-task variance* measures are the "vary more during
 # class increments" half. Exercise 5 runs the grey-background benchmark, where the adapters have no
 # domain gap to close and hardly learn: the ratios there show how much the finding depends on the
-# adapters having something to learn. If DMNSP's visual $W_{up}$ drifts more than adapter-Seq's, look
-# at chapter 5.3 first: when the multi-layer null space of $W_{down}$ is empty, the visual branch can
-# only learn through $W_{up}$ and the biases, and that is where its updates go. Two limits on the test: the
+# adapters having something to learn. A lower visual drift under DMNSP is not what a projection
+# promises: it constrains the *direction* of the updates, not their size, and AdamW divides each
+# coordinate by its own running scale, so projected gradients still give steps of about the
+# learning rate per coordinate (chapter 5.2). What it aims at is that the adapters' outputs on old
+# tasks' inputs stay where they were, which chapter 5 measures as forgetting. Two limits on the test: the
 # tiny CLIP's text tower is small (2 blocks of width 64, class names that share colour and shape
 # words across tasks), and DMNSP projects the *gradient* before AdamW, whose per-coordinate scaling
 # moves the update out of the projected subspace. CIFAR-100 with CLIP ViT-B/16 (`preset = "paper"`

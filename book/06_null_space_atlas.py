@@ -35,8 +35,8 @@ run_root = None         # None: build/outputs/06_null_space_atlas/runs; runs res
 # a mistyped parameter (papermill -p NAME VALUE) stops here instead of being silently ignored
 from nscl.config import check_parameters
 
-check_parameters(globals(), {"seed", "max_tasks", "run_root"},
-                 types={"seed": int, "max_tasks": (int, type(None)), "run_root": (str, type(None))})
+parameters = check_parameters(globals(), {"seed", "max_tasks", "run_root"},
+                              types={"seed": int, "max_tasks": (int, type(None)), "run_root": (str, type(None))})
 
 # %%
 import matplotlib.pyplot as plt
@@ -63,8 +63,8 @@ atlas_nsp2 = pd.DataFrame(nsp2_report["atlas"])
 atlas_dmnsp = pd.DataFrame(pooled_report["atlas"])
 atlas_dmnsp = atlas_dmnsp[atlas_dmnsp.tower == "visual"]
 n_tasks = int(atlas_nsp2.task.max()) + 1
-print(f"{n_tasks} tasks; NSP² layers {sorted(atlas_nsp2.layer.unique())}, "
-      f"DMNSP visual adapter layers {sorted(atlas_dmnsp.layer.unique())}")
+print(f"{n_tasks} tasks; NSP² layers {sorted(int(l) for l in atlas_nsp2.layer.unique())}, "
+      f"DMNSP visual adapter layers {sorted(int(l) for l in atlas_dmnsp.layer.unique())}")
 
 # %% [markdown]
 # ## 6.1 Spectra and cuts
@@ -224,8 +224,10 @@ summary
 #
 # * The spectra fall steeply; the cuts sit where the methods' rules put them, and the tables give
 #   the numbers per layer and task.
-# * The tasks' dominant directions overlap strongly on this benchmark, which is why projecting new
-#   gradients away from old directions leaves little to learn with.
+# * The tasks' dominant directions overlap strongly on this benchmark. For NSP² this leaves a new
+#   task's gradient little inside the null space, and its prompts barely move (chapter 3); DMNSP's
+#   pooled null space of the adapter inputs still leaves room for its adapters to learn each new
+#   task about as well as adapter-Seq (chapter 5's plasticity table).
 # * An exact multi-layer intersection can run out of room entirely; pooling the layers keeps room at
 #   a bounded cost in leakage.
 #
