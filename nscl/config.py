@@ -7,9 +7,9 @@
 
 Everything is checked when the config is built, before any data is loaded or any weight is made:
 unknown field names, wrong types, values out of range, a method/backbone/benchmark mismatch (DMNSP
-with a ViT, a paper preset on a protocol its recipe does not define), method overrides against the
-fields and types of NSP2Config / DMNSPConfig, and a missing data root for a real data set. Each error
-is one ValueError naming the field, the value and what is accepted.
+with a ViT, a paper preset on a tiny benchmark; either method runs on all ten paper protocols),
+method overrides against the fields and types of NSP2Config / DMNSPConfig, and a missing data root
+for a real data set. Each error is one ValueError naming the field, the value and what is accepted.
 
 `check_parameters(globals(), {...})` is the chapters' guard against mistyped papermill parameters.
 """
@@ -17,15 +17,14 @@ is one ValueError naming the field, the value and what is accepted.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import json
-import numbers
 import os
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
+
+from nscl.validation import (check_parameters, coerce, describe_type, message, plain, read_config_file,
+                             suggest)
 
 __all__ = ["ExperimentConfig", "check_parameters", "METHODS", "BACKBONES", "config_fields", "describe_type",
            "RESERVED_OVERRIDES"]
@@ -80,7 +79,8 @@ class ExperimentConfig:
     backbone: str | None = _f(None, "backbone; None: vit for nsp2 (VPT-NSP²), clip for dmnsp", ("vit", "clip"))
     benchmark: str | None = _f(None, "benchmark id; None: the preset's default (tiny: shapes100-10s for nsp2, "
                                      "shapes100-tinted-10s for dmnsp)", _benchmark_ids)
-    seeds: tuple[int, ...] | None = _f(None, "seeds to run; None: the recipe's own (tiny 0, DMNSP paper 32)")
+    seeds: tuple[int, ...] | None = _f(None, "seeds to run; None: the recipe's own (tiny 0, DMNSP paper 32, "
+                                                "0 on NSP²'s seeded protocols)")
     only: tuple[str, ...] | None = _f(None, "which of the experiment's methods to run (labels such as VPT-Seq, or "
                                             "short names: Seq, NSP2, frozen, joint, zero-shot, DMNSP); None: all "
                                             "the preset's")
@@ -106,13 +106,13 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
-            value = _coerce(f"ExperimentConfig.{f.name}", getattr(self, f.name), hints[f.name])
+            value = coerce(f"ExperimentConfig.{f.name}", getattr(self, f.name), hints[f.name])
             object.__setattr__(self, f.name, value)
             choices = _choices(f)
             if choices is not None and value is not None:
                 for item in (value if isinstance(value, tuple) else (value,)):
                     if item not in choices:
-                        raise ValueError(_message(f.name, value, f"one of {list(choices)}" + _suggest(item, choices)))
+                        raise ValueError(message(f.name, value, f"one of {list(choices)}" + suggest(item, choices)))
         from nscl.presets.common import BENCHMARKS, check_seeds
         from nscl.run import DEVICE_PATTERN
 
@@ -124,39 +124,39 @@ class ExperimentConfig:
         for name in ("epochs", "max_tasks"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(_message(name, value, "an integer >= 1, or None (the recipe's / all tasks)"))
+                raise ValueError(message(name, value, "an integer >= 1, or None (the recipe's / all tasks)"))
         if self.device != "auto" and not DEVICE_PATTERN.match(self.device):
-            raise ValueError(_message("device", self.device, DEVICES))
+            raise ValueError(message("device", self.device, DEVICES))
         if self.backbone is not None and self.backbone not in BACKBONES[self.method]:
             why = " (DMNSP adapts CLIP's two towers)" if self.method == "dmnsp" else ""
-            raise ValueError(_message("backbone", self.backbone, f"for method={self.method!r}: "
+            raise ValueError(message("backbone", self.backbone, f"for method={self.method!r}: "
                                       f"{list(BACKBONES[self.method])} or None{why}"))
         if self.variants is not None and self.method != "dmnsp":
-            raise ValueError(_message("variants", self.variants, "None for method='nsp2' (variants are DMNSP's: "
+            raise ValueError(message("variants", self.variants, "None for method='nsp2' (variants are DMNSP's: "
                                       f"{list(_variant_names())}); choose NSP² methods with `only`"))
         if self.variants is not None and not self.variants:
-            raise ValueError(_message("variants", self.variants, f"a non-empty list of {list(_variant_names())}"))
+            raise ValueError(message("variants", self.variants, f"a non-empty list of {list(_variant_names())}"))
         benchmark = self.benchmark_id
         bench = BENCHMARKS[benchmark]
         if self.preset == "tiny" and bench.dataset != "shapes100":
             tiny = [b for b, v in BENCHMARKS.items() if v.dataset == "shapes100"]
-            raise ValueError(_message("benchmark", benchmark, f"for preset='tiny' a shapes100 benchmark {tiny} "
+            raise ValueError(message("benchmark", benchmark, f"for preset='tiny' a shapes100 benchmark {tiny} "
                                       "(the tiny backbones were pretrained on shapes100); use preset='paper' for "
                                       f"{bench.dataset}"))
         try:
             _, method_config, _ = self._recipe("cpu")
-        except ValueError as err:   # the recipe's own protocol check (e.g. DMNSP on an NSP² protocol)
-            raise ValueError(_message("benchmark", benchmark, f"a protocol of the {self.method} {self.preset} "
+        except ValueError as err:   # the recipe's own protocol check (e.g. the paper preset on a shapes100 benchmark)
+            raise ValueError(message("benchmark", benchmark, f"a protocol of the {self.method} {self.preset} "
                                       f"recipe: {err}")) from None
         object.__setattr__(self, "overrides", self._checked_overrides(method_config))
         self._check_data_root(bench)
         selected = self.selected_methods()   # checks `only`
         if not selected:
-            raise ValueError(_message("only", self.only, "at least one method"))
+            raise ValueError(message("only", self.only, "at least one method"))
 
     def _checked_overrides(self, method_config) -> dict:
         if any(not isinstance(k, str) for k in self.overrides):
-            raise ValueError(_message("overrides", self.overrides, "a dict of field name -> value"))
+            raise ValueError(message("overrides", self.overrides, "a dict of field name -> value"))
         cls = type(method_config)
         fields = {f.name: f for f in dataclasses.fields(cls)}
         hints = typing.get_type_hints(cls)
@@ -164,13 +164,13 @@ class ExperimentConfig:
         checked = {}
         for key, value in self.overrides.items():
             if key in reserved:
-                raise ValueError(_message("overrides", {key: value}, f"fields of {cls.__name__} other than "
+                raise ValueError(message("overrides", {key: value}, f"fields of {cls.__name__} other than "
                                           f"{list(reserved)} (the experiment sets those per method; seeds via "
                                           "`seeds`)"))
             if key not in fields:
                 allowed = [n for n in fields if n not in reserved]
-                raise ValueError(_message("overrides", {key: value}, f"fields of {cls.__name__}: {allowed}"
-                                          + _suggest(key, allowed)))
+                raise ValueError(message("overrides", {key: value}, f"fields of {cls.__name__}: {allowed}"
+                                          + suggest(key, allowed)))
             where = f"ExperimentConfig.overrides[{key!r}] ({cls.__name__}.{key})"
             current = getattr(method_config, key)
             if dataclasses.is_dataclass(current) and isinstance(value, Mapping):
@@ -180,14 +180,14 @@ class ExperimentConfig:
                 unknown = [k for k in value if k not in names]
                 if unknown:
                     raise ValueError(f"{where}: unknown {type(current).__name__} fields {unknown}; accepted: {names}"
-                                     + _suggest(unknown[0], names))
+                                     + suggest(unknown[0], names))
                 try:
-                    checked[key] = dataclasses.replace(current, **{k: _coerce(f"{where}.{k}", v, sub_hints[k])
+                    checked[key] = dataclasses.replace(current, **{k: coerce(f"{where}.{k}", v, sub_hints[k])
                                                                    for k, v in value.items()})
                 except ValueError as err:
                     raise ValueError(str(err) if str(err).startswith(where) else f"{where}: {err}") from None
             else:
-                checked[key] = _coerce(where, value, hints[key])
+                checked[key] = coerce(where, value, hints[key])
         try:
             dataclasses.replace(method_config, **checked)   # the method config's own range checks
         except (ValueError, TypeError) as err:
@@ -208,7 +208,7 @@ class ExperimentConfig:
             where = f"{root} ({given})"
             missing = "does not exist" if not root.is_dir() else f"has no {_DATA_FOLDERS[bench.dataset]}/"
             how = "; or download=True (CIFAR-100 only, needs internet)" if bench.dataset == "cifar100" else ""
-            raise ValueError(_message("data_root", self.data_root, f"a folder holding {_DATA_FOLDERS[bench.dataset]}/ "
+            raise ValueError(message("data_root", self.data_root, f"a folder holding {_DATA_FOLDERS[bench.dataset]}/ "
                                       f"for benchmark {bench.id!r}: {where} {missing}. Set data_root / $NSCL_DATA "
                                       f"to where the data set is prepared (see nscl.data.datasets){how}"))
 
@@ -279,8 +279,8 @@ class ExperimentConfig:
         chosen = []
         for name in self.only:
             if name not in table:
-                raise ValueError(_message("only", self.only, f"names among {sorted(set(table))}"
-                                          + _suggest(name, list(table))))
+                raise ValueError(message("only", self.only, f"names among {sorted(set(table))}"
+                                          + suggest(name, list(table))))
             if name == "DMNSP" and self.method == "dmnsp":   # every DMNSP variant asked for
                 chosen += [label for label in dict.fromkeys(table.values()) if label.startswith("DMNSP")]
             else:
@@ -312,7 +312,7 @@ class ExperimentConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             out[f.name] = list(value) if isinstance(value, tuple) else value
-        out["overrides"] = _plain(self.overrides)
+        out["overrides"] = plain(self.overrides)
         return out
 
     def replace(self, **changes) -> "ExperimentConfig":
@@ -328,7 +328,7 @@ class ExperimentConfig:
         unknown = [k for k in merged if k not in names]
         if unknown:
             raise ValueError(f"unknown ExperimentConfig field{'s' if len(unknown) > 1 else ''} {unknown}"
-                             f"{_suggest(unknown[0], names)}; the fields are {names}")
+                             f"{suggest(unknown[0], names)}; the fields are {names}")
         return cls(**merged)
 
     @classmethod
@@ -337,88 +337,6 @@ class ExperimentConfig:
         return cls.from_dict(read_config_file(path), **changes)
 
 
-def read_config_file(path: str | os.PathLike) -> dict:
-    """The mapping in a TOML / YAML / JSON file (an [experiment] table, if present, is the config)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"config file {str(path)!r} does not exist")
-    suffix = path.suffix.lower()
-    text = path.read_text()
-    if suffix == ".toml":
-        import tomllib
-
-        try:
-            values = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as err:
-            raise ValueError(f"{path}: not valid TOML ({err})") from None
-    elif suffix in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError:
-            raise ValueError(f"{path}: reading YAML needs PyYAML (pip install pyyaml), or use a .toml file") from None
-        try:
-            values = yaml.safe_load(text) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML ({err})") from None
-    elif suffix == ".json":
-        try:
-            values = json.loads(text)
-        except ValueError as err:
-            raise ValueError(f"{path}: not valid JSON ({err})") from None
-    else:
-        raise ValueError(f"{path}: unknown config format {suffix!r}; accepted: .toml, .yaml, .yml, .json")
-    if not isinstance(values, dict):
-        raise ValueError(f"{path}: expected a mapping of field -> value at the top, got {type(values).__name__}")
-    return dict(values.get("experiment", values))
-
-
-# -- the chapters' guard for papermill parameters ---------------------------------------------------
-
-_NOTEBOOK_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
-_PLAIN = (type(None), bool, int, float, str, list, tuple, dict, set)
-
-
-def check_parameters(namespace: Mapping[str, Any], allowed: set[str] | Mapping[str, Any],
-                     types: Mapping[str, type | tuple[type, ...]] | None = None) -> dict[str, Any]:
-    """Reject papermill parameters that the chapter does not define (and, given `types`, wrong types).
-
-    papermill writes `-p NAME VALUE` into an `injected-parameters` cell placed right after the chapter's
-    `parameters` cell. A mistyped name (`-p benchmrk x`) then becomes one more global and the chapter
-    would silently run with its defaults. A chapter guards against that in the first code cell after its
-    parameters cell, before anything else is defined:
-
-        # %% tags=["parameters"]
-        preset = "tiny"
-        seeds = [0]
-
-        # %%
-        from nscl.config import check_parameters
-        check_parameters(globals(), {"preset", "seeds"}, types={"seeds": list})
-
-    Every global that holds plain data (None, bool, numbers, strings, lists, tuples, dicts, sets: what
-    papermill injects), is not private (`_x`) nor one of IPython's (In, Out, ...) and is not in `allowed`
-    is reported, with the closest allowed name. Modules, functions and classes are ignored, so imports
-    above the parameters cell are fine; plain constants defined above it must be listed in `allowed`.
-    `allowed` may also be a mapping (e.g. the defaults); `types` maps a name to the accepted type(s).
-    Returns the allowed parameters' current values.
-    """
-    allowed = set(allowed)
-    unknown = sorted(name for name, value in namespace.items()
-                     if not name.startswith("_") and name not in allowed and name not in _NOTEBOOK_NAMES
-                     and isinstance(value, _PLAIN))
-    if unknown:
-        hints = "; ".join(f"{name!r}{_suggest(name, allowed) or ' (no close name)'}" for name in unknown)
-        raise ValueError(f"unknown parameter{'s' if len(unknown) > 1 else ''} {hints}. This chapter's parameters "
-                         f"are {sorted(allowed)}")
-    for name, accepted in (types or {}).items():
-        if name in namespace and not isinstance(namespace[name], accepted):
-            names = accepted.__name__ if isinstance(accepted, type) else " or ".join(t.__name__ for t in accepted)
-            raise ValueError(_message(name, namespace[name], names, owner="parameter"))
-    return {name: namespace[name] for name in sorted(allowed) if name in namespace}
-
-
-# -- helpers ---------------------------------------------------------------------------------------
-
 def config_fields() -> list[dataclasses.Field]:
     return list(dataclasses.fields(ExperimentConfig))
 
@@ -426,118 +344,3 @@ def config_fields() -> list[dataclasses.Field]:
 def _choices(f: dataclasses.Field) -> tuple | None:
     choices = f.metadata.get("choices")
     return tuple(choices()) if callable(choices) else choices
-
-
-def _message(name: str, value: Any, accepted: str, owner: str = "ExperimentConfig") -> str:
-    label = f"{owner}.{name}" if owner != "parameter" else f"parameter {name}"
-    return f"{label}={value!r}: accepted: {accepted}"
-
-
-def _suggest(name: Any, candidates) -> str:
-    close = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-def describe_type(hint: Any) -> str:
-    """A readable name of a type hint: 'int or None', 'list of int', 'one of ...'."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        parts = [describe_type(a) for a in args if a is not type(None)]
-        return " or ".join(parts) + (" or None" if type(None) in args else "")
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in args)
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"list of {describe_type(args[0])}"
-        return "list (" + ", ".join(describe_type(a) for a in args) + ")"
-    if origin is dict:
-        return "dict"
-    if hint is Any:
-        return "any"
-    if dataclasses.is_dataclass(hint):
-        return f"{hint.__name__} (or a dict of its fields)"
-    return getattr(hint, "__name__", str(hint))
-
-
-def _coerce(where: str, value: Any, hint: Any) -> Any:
-    """`value` checked against the type hint (lists become tuples, ints floats); ValueError otherwise."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    fail = ValueError(f"{where}={value!r}: accepted: {describe_type(hint)}")
-    if hint is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None:
-            if type(None) in args:
-                return None
-            raise fail
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(where, value, arg)
-            except ValueError:
-                continue
-        raise fail
-    if origin is Literal:
-        if any(type(a) is type(value) and a == value for a in args):
-            return value
-        raise ValueError(f"{where}={value!r}: accepted: one of {list(args)}" + _suggest(value, args))
-    if origin is tuple:
-        if isinstance(value, (str, bytes, dict)) or not isinstance(value, (list, tuple)):
-            raise fail
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(f"{where}[{i}]", v, args[0]) for i, v in enumerate(value))
-        if args and len(args) != len(value):
-            raise fail
-        return tuple(_coerce(f"{where}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args))) if args \
-            else tuple(value)
-    if origin is dict or hint is dict:
-        if not isinstance(value, Mapping):
-            raise fail
-        return dict(value)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise fail
-    if hint is int:
-        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-            return int(value)
-        raise fail
-    if hint is float:
-        if isinstance(value, numbers.Real) and not isinstance(value, bool):
-            return float(value)
-        raise fail
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, os.PathLike):
-            return os.fspath(value)
-        raise fail
-    if dataclasses.is_dataclass(hint):
-        if isinstance(value, hint):
-            return value
-        if isinstance(value, Mapping):
-            sub_hints = typing.get_type_hints(hint)
-            names = {f.name for f in dataclasses.fields(hint)}
-            unknown = [k for k in value if k not in names]
-            if unknown:
-                raise ValueError(f"{where}: unknown {hint.__name__} fields {unknown}; accepted: {sorted(names)}")
-            fields = {k: _coerce(f"{where}.{k}", v, sub_hints[k]) for k, v in value.items()}
-            try:
-                return hint(**fields)
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"{where}={value!r}: {err}") from None
-        raise fail
-    if isinstance(hint, type):
-        if isinstance(value, hint):
-            return value
-        raise fail
-    return value

@@ -43,8 +43,11 @@ def test_dmnsp_variants_and_method_names():
     ({"method": "dmnsp", "backbone": "vit"}, r"ExperimentConfig\.backbone='vit': accepted: for method='dmnsp': \['clip'\]"),
     ({"method": "nsp3"}, r"ExperimentConfig\.method='nsp3': accepted: one of \['nsp2', 'dmnsp'\]"),
     ({"benchmark": "cifar100-10x"}, r"ExperimentConfig\.benchmark='cifar100-10x'.*did you mean 'cifar100-10s'"),
-    ({"preset": "paper", "benchmark": "cifar100-10-10"}, r"benchmark='cifar100-10-10'.*NSP²'s paper protocols"),
-    ({"method": "dmnsp", "preset": "paper", "benchmark": "cifar100-10s"}, r"benchmark='cifar100-10s'.*DMNSP's protocols"),
+    # either method runs on all ten paper protocols (tests/test_protocols.py); a tiny benchmark needs preset='tiny'
+    ({"preset": "paper", "benchmark": "shapes100-10s"}, r"benchmark='shapes100-10s'.*nsp2 paper recipe.*"
+                                                        r"papers' protocols.*use preset='tiny'"),
+    ({"method": "dmnsp", "preset": "paper", "benchmark": "shapes100-tinted-25-5"},
+     r"benchmark='shapes100-tinted-25-5'.*dmnsp paper recipe.*use preset='tiny'"),
     ({"benchmark": "cifar100-10s"}, r"benchmark='cifar100-10s'.*preset='tiny' a shapes100 benchmark"),
     ({"seeds": "abc"}, r"ExperimentConfig\.seeds='abc': accepted: list of int"),
     ({"seeds": 3}, r"ExperimentConfig\.seeds=3"),

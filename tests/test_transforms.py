@@ -86,8 +86,10 @@ def test_nsp2_transforms_per_data_set():
     assert (cifar.autoaugment_policy, cifar.interpolation, cifar.rrc_scale) == ("cifar10", "bicubic", (0.08, 1.0))
     assert (folder.autoaugment_policy, folder.interpolation) == ("imagenet", "bilinear")
     assert nsp2_transform("domainnet", "clip", mean, std).autoaugment_policy == "imagenet"
-    with pytest.raises(ValueError, match="dataset='tinyimagenet'"):
-        nsp2_transform("tinyimagenet", "vit", mean, std)
+    # TinyImageNet (NSP² on DMNSP's protocols): the folder-set pipeline (tests/test_protocols.py)
+    assert nsp2_transform("tinyimagenet", "vit", mean, std) == folder
+    with pytest.raises(ValueError, match="dataset='shapes100'"):
+        nsp2_transform("shapes100", "vit", mean, std)
 
 
 def pil_pipeline(image: torch.Tensor, *steps) -> torch.Tensor:

@@ -198,11 +198,15 @@ def nsp2_transform(dataset: str, backbone: Literal["vit", "clip"], mean: tuple[f
     * eval, ViT: Resize((224, 224)) bicubic on CIFAR-100, Resize((256, 256)) + CenterCrop(224)
       bilinear on the folder sets;
     * eval, CLIP: CLIP's preprocess, Resize(224) of the shorter side + CenterCrop(224), bicubic.
+
+    TinyImageNet (NSP² on DMNSP's protocols) has no branch in the official code. It is a folder set
+    of ImageNet photos read from files as ImageNet-R and DomainNet are, so it takes their pipeline:
+    ImageNet policy, bilinear, 64 px images upsampled by the crop (and by the eval resize to 256).
     """
-    folder_sets = ("imagenet_r", "domainnet")
+    folder_sets = ("imagenet_r", "domainnet", "tinyimagenet")
     if dataset not in ("cifar100",) + folder_sets:
-        raise ValueError(f"dataset={dataset!r}: NSP²'s official transforms cover 'cifar100', 'imagenet_r' and "
-                         f"'domainnet'")
+        raise ValueError(f"dataset={dataset!r}: NSP²'s transforms cover 'cifar100' and the folder sets "
+                         f"{folder_sets} (TinyImageNet: the folder-set pipeline)")
     if backbone not in ("vit", "clip"):
         raise ValueError(f"backbone={backbone!r}: choose 'vit' or 'clip'")
     folder = dataset in folder_sets

@@ -6,6 +6,10 @@ and the command line fill one from a few strings:
 
     nsp2_experiment("paper", "vit", "cifar100-10s", device="cuda")
     dmnsp_experiment("tiny")
+
+Every paper preset runs on all ten paper protocols (each method with the recipe its paper would use
+there: the tables in nscl.presets.nsp2 and nscl.presets.dmnsp); the tiny protocols that mirror their
+shapes, and which mirrors which, are in nscl.presets.protocols.
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ from nscl.data.datasets import load_dataset
 from nscl.data.scenario import Scenario, load_class_order
 from nscl.methods.base import ContinualMethod
 from nscl.paths import repo_data_dir
+from nscl.presets.protocols import TINY_POOL, TINY_SHAPES, tiny_benchmark_id
 from nscl.run import RunConfig, RunResult, run_continual
 from nscl.sweeps import compare, metrics_frame, slug
 
-__all__ = ["Benchmark", "BENCHMARKS", "Experiment", "load_benchmark", "reference_results", "PRESETS", "check_preset",
-           "UnknownBenchmarkError", "check_seeds", "merge_metrics_csv"]
+__all__ = ["Benchmark", "BENCHMARKS", "Experiment", "load_benchmark", "benchmark_scenario", "reference_results",
+           "PRESETS", "check_preset", "UnknownBenchmarkError", "check_seeds", "merge_metrics_csv"]
 
 PRESETS = ("tiny", "paper")
 
@@ -39,12 +44,25 @@ class Benchmark:
     n_classes: int
     initial_increment: int
     increment: int
-    class_order: str           # "seeded": NSP²'s shuffle by numpy PCG64(2024 + seed); else a data/class_orders file
+    class_order: str           # "seeded": NSP²'s shuffle by numpy PCG64(2024 + seed); "shapes100_novel": the tiny
+    #                            pool (nscl.models.tiny.NOVEL_CLASSES); else a data/class_orders file
     options: tuple[tuple[str, object], ...] = ()   # extra load_dataset options, e.g. (("background", "tinted"),)
+
+    def __post_init__(self) -> None:
+        # a first task may be larger than the increments (B100 Inc10); the rest must split evenly
+        rest = self.n_classes - self.initial_increment
+        if not 0 < self.initial_increment <= self.n_classes or self.increment <= 0 or rest % self.increment:
+            raise ValueError(f"benchmark {self.id!r}: {self.n_classes} classes do not split into a first task of "
+                             f"{self.initial_increment} and tasks of {self.increment}")
 
     @property
     def n_tasks(self) -> int:
         return 1 + (self.n_classes - self.initial_increment) // self.increment
+
+    @property
+    def task_sizes(self) -> tuple[int, ...]:
+        """Classes per task, first task first: (100, 10, ..., 10) for B100 Inc10."""
+        return (self.initial_increment,) + (self.increment,) * (self.n_tasks - 1)
 
 
 class UnknownBenchmarkError(ValueError, KeyError):
@@ -73,11 +91,13 @@ BENCHMARKS: dict[str, Benchmark] = _BenchmarkTable({b.id: b for b in [
     Benchmark("tinyimagenet-100-5", "tinyimagenet", 200, 100, 5, "tinyimagenet_dmnsp"),
     Benchmark("tinyimagenet-100-10", "tinyimagenet", 200, 100, 10, "tinyimagenet_dmnsp"),
     Benchmark("tinyimagenet-100-20", "tinyimagenet", 200, 100, 20, "tinyimagenet_dmnsp"),
-    # the tiny preset: the 50 novel shapes100 classes (unseen in pretraining), 10 tasks of 5
-    Benchmark("shapes100-10s", "shapes100", 50, 5, 5, "shapes100_novel"),
-    # the same classes on tinted backgrounds: a domain shift from the tiny CLIP's pretraining images,
-    # so that adapters have something to learn (as CLIP on 32 px CIFAR); the tiny DMNSP benchmark
-    Benchmark("shapes100-tinted-10s", "shapes100", 50, 5, 5, "shapes100_novel", (("background", "tinted"),)),
+    # the tiny preset: the 50 novel shapes100 classes (unseen in pretraining) in each tiny shape
+    # (nscl.presets.protocols), on grey backgrounds (tiny NSP²; shapes100-10s: 10 tasks of 5) and
+    # tinted ones: a domain shift from the tiny CLIP's pretraining images, so that adapters have
+    # something to learn (as CLIP on 32 px CIFAR); tiny DMNSP's (shapes100-tinted-10s)
+    *[Benchmark(tiny_benchmark_id(shape.name, background), "shapes100", TINY_POOL, shape.initial_increment,
+                shape.increment, "shapes100_novel", () if background == "grey" else (("background", "tinted"),))
+      for background in ("grey", "tinted") for shape in TINY_SHAPES.values()],
 ]})
 
 
@@ -128,24 +148,33 @@ def load_benchmark(benchmark_id: str, seed: int = 0, root: str | Path | None = N
     bench = _benchmark(benchmark_id)
     options = dict(bench.options)
     if bench.dataset == "shapes100":
-        from nscl.models.tiny import NOVEL_CLASSES, TINY_IMAGE_SIZE
+        from nscl.models.tiny import TINY_IMAGE_SIZE
 
         # seed 1 for the images: other samples than the pretraining set (which only has base classes anyway)
         train = load_dataset("shapes100", "train", n_per_class=shapes_train_per_class, image_size=TINY_IMAGE_SIZE,
                              seed=1, **options)
         test = load_dataset("shapes100", "test", n_per_class=shapes_test_per_class, image_size=TINY_IMAGE_SIZE,
                             seed=1, **options)
-        order = list(NOVEL_CLASSES)
     else:
         if bench.dataset == "cifar100":
             options["download"] = download
         train = load_dataset(bench.dataset, "train", root=root, **options)
         test = load_dataset(bench.dataset, "test", root=root, **options)
-        if bench.class_order == "seeded":
-            order = Scenario.seeded(bench.n_classes, 1, 2024 + seed).class_order
-        else:
-            order = load_class_order(bench.class_order)
-    return ContinualData(train, test, Scenario(tuple(order), bench.initial_increment, bench.increment))
+    return ContinualData(train, test, benchmark_scenario(benchmark_id, seed))
+
+
+def benchmark_scenario(benchmark_id: str, seed: int = 0) -> Scenario:
+    """A benchmark's class order cut into its tasks, without loading any data."""
+    bench = _benchmark(benchmark_id)
+    if bench.dataset == "shapes100":
+        from nscl.models.tiny import NOVEL_CLASSES
+
+        order = list(NOVEL_CLASSES)
+    elif bench.class_order == "seeded":
+        order = list(Scenario.seeded(bench.n_classes, 1, 2024 + seed).class_order)
+    else:
+        order = load_class_order(bench.class_order)
+    return Scenario(tuple(order), bench.initial_increment, bench.increment)
 
 
 def reference_results(benchmark_id: str, paper: str | None = None) -> pd.DataFrame:

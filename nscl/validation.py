@@ -1,0 +1,217 @@
+"""Checking values against type hints, with messages that name the field, the value and what is accepted.
+
+Generic pieces of nscl.config: `coerce` (a value against a type hint), `describe_type` (a hint in
+words, for --help and messages), `read_config_file` (TOML / YAML / JSON) and `check_parameters`
+(the chapters' guard against mistyped papermill parameters).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import numbers
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+__all__ = ["check_parameters", "read_config_file", "describe_type", "coerce", "suggest", "message", "plain"]
+
+
+def read_config_file(path: str | os.PathLike) -> dict:
+    """The mapping in a TOML / YAML / JSON file (an [experiment] table, if present, is the config)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    text = path.read_text()
+    if suffix == ".toml":
+        import tomllib
+
+        try:
+            values = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"{path}: not valid TOML ({err})") from None
+    elif suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ValueError(f"{path}: reading YAML needs PyYAML (pip install pyyaml), or use a .toml file") from None
+        try:
+            values = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not valid YAML ({err})") from None
+    elif suffix == ".json":
+        try:
+            values = json.loads(text)
+        except ValueError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
+    else:
+        raise ValueError(f"{path}: unknown config format {suffix!r}; accepted: .toml, .yaml, .yml, .json")
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of field -> value at the top, got {type(values).__name__}")
+    return dict(values.get("experiment", values))
+
+
+# -- the chapters' guard for papermill parameters ---------------------------------------------------
+
+_NOTEBOOK_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+_PLAIN = (type(None), bool, int, float, str, list, tuple, dict, set)
+
+
+def check_parameters(namespace: Mapping[str, Any], allowed: set[str] | Mapping[str, Any],
+                     types: Mapping[str, type | tuple[type, ...]] | None = None) -> dict[str, Any]:
+    """Reject papermill parameters that the chapter does not define (and, given `types`, wrong types).
+
+    papermill writes `-p NAME VALUE` into an `injected-parameters` cell placed right after the chapter's
+    `parameters` cell. A mistyped name (`-p benchmrk x`) then becomes one more global and the chapter
+    would silently run with its defaults. A chapter guards against that in the first code cell after its
+    parameters cell, before anything else is defined:
+
+        # %% tags=["parameters"]
+        preset = "tiny"
+        seeds = [0]
+
+        # %%
+        from nscl.config import check_parameters
+        check_parameters(globals(), {"preset", "seeds"}, types={"seeds": list})
+
+    Every global that holds plain data (None, bool, numbers, strings, lists, tuples, dicts, sets: what
+    papermill injects), is not private (`_x`) nor one of IPython's (In, Out, ...) and is not in `allowed`
+    is reported, with the closest allowed name. Modules, functions and classes are ignored, so imports
+    above the parameters cell are fine; plain constants defined above it must be listed in `allowed`.
+    `allowed` may also be a mapping (e.g. the defaults); `types` maps a name to the accepted type(s).
+    Returns the allowed parameters' current values.
+    """
+    allowed = set(allowed)
+    unknown = sorted(name for name, value in namespace.items()
+                     if not name.startswith("_") and name not in allowed and name not in _NOTEBOOK_NAMES
+                     and isinstance(value, _PLAIN))
+    if unknown:
+        hints = "; ".join(f"{name!r}{suggest(name, allowed) or ' (no close name)'}" for name in unknown)
+        raise ValueError(f"unknown parameter{'s' if len(unknown) > 1 else ''} {hints}. This chapter's parameters "
+                         f"are {sorted(allowed)}")
+    for name, accepted in (types or {}).items():
+        if name in namespace and not isinstance(namespace[name], accepted):
+            names = accepted.__name__ if isinstance(accepted, type) else " or ".join(t.__name__ for t in accepted)
+            raise ValueError(message(name, namespace[name], names, owner="parameter"))
+    return {name: namespace[name] for name in sorted(allowed) if name in namespace}
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+def message(name: str, value: Any, accepted: str, owner: str = "ExperimentConfig") -> str:
+    label = f"{owner}.{name}" if owner != "parameter" else f"parameter {name}"
+    return f"{label}={value!r}: accepted: {accepted}"
+
+
+def suggest(name: Any, candidates) -> str:
+    close = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+def describe_type(hint: Any) -> str:
+    """A readable name of a type hint: 'int or None', 'list of int', 'one of ...'."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        parts = [describe_type(a) for a in args if a is not type(None)]
+        return " or ".join(parts) + (" or None" if type(None) in args else "")
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"list of {describe_type(args[0])}"
+        return "list (" + ", ".join(describe_type(a) for a in args) + ")"
+    if origin is dict:
+        return "dict"
+    if hint is Any:
+        return "any"
+    if dataclasses.is_dataclass(hint):
+        return f"{hint.__name__} (or a dict of its fields)"
+    return getattr(hint, "__name__", str(hint))
+
+
+def coerce(where: str, value: Any, hint: Any) -> Any:
+    """`value` checked against the type hint (lists become tuples, ints floats); ValueError otherwise."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    fail = ValueError(f"{where}={value!r}: accepted: {describe_type(hint)}")
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            if type(None) in args:
+                return None
+            raise fail
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return coerce(where, value, arg)
+            except ValueError:
+                continue
+        raise fail
+    if origin is Literal:
+        if any(type(a) is type(value) and a == value for a in args):
+            return value
+        raise ValueError(f"{where}={value!r}: accepted: one of {list(args)}" + suggest(value, args))
+    if origin is tuple:
+        if isinstance(value, (str, bytes, dict)) or not isinstance(value, (list, tuple)):
+            raise fail
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(coerce(f"{where}[{i}]", v, args[0]) for i, v in enumerate(value))
+        if args and len(args) != len(value):
+            raise fail
+        return tuple(coerce(f"{where}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args))) if args \
+            else tuple(value)
+    if origin is dict or hint is dict:
+        if not isinstance(value, Mapping):
+            raise fail
+        return dict(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise fail
+    if hint is int:
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)
+        raise fail
+    if hint is float:
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return float(value)
+        raise fail
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        raise fail
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        if isinstance(value, Mapping):
+            sub_hints = typing.get_type_hints(hint)
+            names = {f.name for f in dataclasses.fields(hint)}
+            unknown = [k for k in value if k not in names]
+            if unknown:
+                raise ValueError(f"{where}: unknown {hint.__name__} fields {unknown}; accepted: {sorted(names)}")
+            fields = {k: coerce(f"{where}.{k}", v, sub_hints[k]) for k, v in value.items()}
+            try:
+                return hint(**fields)
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{where}={value!r}: {err}") from None
+        raise fail
+    if isinstance(hint, type):
+        if isinstance(value, hint):
+            return value
+        raise fail
+    return value
