@@ -18,13 +18,17 @@ def plot_accuracy_matrix(ax: plt.Axes, accuracy: np.ndarray, title: str = "", vm
     n = accuracy.shape[0]
     masked = np.ma.masked_invalid(accuracy * 100)
     annotate = n <= 12 if annotate is None else annotate
+    # tick labels go through seaborn, which thins them on large matrices (setting all n afterwards fails)
+    labels = list(range(1, n + 1))
     sns.heatmap(masked, ax=ax, vmin=vmin * 100, vmax=100, cmap="viridis", annot=annotate, fmt=".0f",
                 mask=np.isnan(accuracy), cbar_kws={"label": "accuracy (%)"}, annot_kws={"fontsize": 7},
-                square=True)
+                square=True, xticklabels=labels if n <= 12 else "auto", yticklabels=labels if n <= 12 else "auto")
+    if n > 12:   # seaborn's automatic ticks count from 0
+        ax.set_xticklabels([int(t.get_text()) + 1 for t in ax.get_xticklabels()])
+        ax.set_yticklabels([int(t.get_text()) + 1 for t in ax.get_yticklabels()], rotation=0)
     ax.set_xlabel("evaluated on task j")
     ax.set_ylabel("after training task i")
-    ax.set_xticklabels(range(1, n + 1))
-    ax.set_yticklabels(range(1, n + 1), rotation=0)
+    ax.tick_params(axis="y", rotation=0)
     ax.set_title(title)
     return ax
 

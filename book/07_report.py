@@ -1,0 +1,238 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 7. The report: every run, side by side
+#
+# The earlier chapters each train a few runs and look inside them. This page reads finished runs
+# only: it gathers every run under one folder (a *run root*), averages each method over its seeds,
+# puts the result beside the numbers that NSP² {cite:p}`lu2024nsp2` and DMNSP {cite:p}`kang2025dmnsp`
+# report, draws the accuracy matrices and the per-task curves, and sets the two methods against each
+# other on every protocol both ran. It trains nothing: it reads the runs' result files, however
+# long the runs took.
+#
+# The three numbers of every table, from the accuracy matrix $R_{ij}$ (accuracy on task $j$ after
+# training task $i$, chapter 0):
+#
+# * **last**: the accuracy on all classes after the last task, $A_{T}$;
+# * **avg incremental**: the mean of $A_1, \dots, A_T$, the accuracy on the classes seen so far after
+#   each task {cite:p}`rebuffi2017icarl`;
+# * **forgetting**: per old task, its best accuracy before the end minus its final one, averaged
+#   {cite:p}`chaudhry2018rwalk`.
+#
+# All three are percentages; a table cell "mean ± std" is over seeds (sample standard deviation),
+# with the std left out when a method has one seed.
+
+# %% tags=["parameters"]
+run_root = "benchmarks/results/tiny_grid"   # the runs to report on (relative: from the repository root)
+
+# %%
+from nscl.config import check_parameters
+
+parameters = check_parameters(globals(), {"run_root"}, types={"run_root": str})
+
+# %%
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from nscl import report
+from nscl.paths import output_dir
+from nscl.sweep import failed_points
+from nscl.viz import savefig
+
+root = report.resolve_run_root(run_root)   # a missing root is an error that says how to make one
+out = output_dir("07_report")
+for stale in [*out.glob("table_*.csv"), *out.glob("accuracy_matrices_*.png"), out / "adam_moments.csv"]:
+    stale.unlink(missing_ok=True)   # a root reported earlier may have had other benchmarks
+runs = report.load_runs(root)
+accuracy = report.load_accuracy(runs)
+runs.drop(columns="run_dir").to_csv(out / "runs.csv", index=False)
+print(f"{len(runs)} runs under {root}: {runs.method.nunique()} methods, {runs.benchmark.nunique()} benchmarks, "
+      f"seeds {sorted(int(s) for s in runs.seed.unique())}")
+
+# %% [markdown]
+# ## 7.1 What a run root holds
+#
+# A run is one method trained on one benchmark with one seed, in its own directory: `accuracy.csv`
+# (the accuracy matrix, one row per entry $R_{ij}$ with the number of test images of task $j$),
+# `metrics.json` (the three numbers above and how many tasks are done), `config.json` (every
+# setting, checked whenever the run is resumed), `tasks.csv` (time and loss per task), `run.json`
+# (benchmark, method label, seed) and, where kept, `report.pt` (what the method recorded along the
+# way) and `checkpoint.pt` (to resume; a report does not need it). A sweep (`python -m nscl sweep`)
+# lays them out as `<family>/<benchmark>/seed<k>/<label>/` (the method label made folder-safe) and
+# adds a `status.json` per grid point; `python -m nscl run` as `<label>/seed<k>/`. Either way this
+# page finds every `metrics.json` below the root, at any depth.
+#
+# Each method runs beside its controls (chapters 3 and 5): **Seq** (VPT-Seq, adapter-Seq: the same
+# parameters trained without projection), **frozen** (VPT-frozen: prompts trained on the first task
+# only; DMNSP's frozen: visual adapters trained on the first task only), and where a grid includes
+# them **joint** (all data seen so far, the upper bound) and **zero-shot CLIP** (nothing trained). The
+# table lists, per benchmark and number of tasks done, the methods and seeds found and the settings
+# they ran with.
+
+# %%
+held = report.inventory(runs)
+held.to_csv(out / "inventory.csv")
+failed = failed_points(root)
+print(f"{len(failed)} failed grid point(s)" + "".join(f"\n  {p['key']}: {p['error']}" for p in failed))
+held
+
+# %% [markdown]
+# ## 7.2 Mean ± std over seeds, beside the papers' numbers
+#
+# One table per benchmark (and per number of tasks done, when a run stopped early, so that a mean
+# never mixes runs of different lengths). The "paper" columns hold the numbers recorded in
+# `data/reference_results.csv` for the same benchmark and method label, in percent as printed, and
+# "paper source" cites each: the bibliography key of the paper whose protocol it is, then the
+# table or file the number was read from, marked *secondary* when it was not read off the paper
+# itself. Methods the papers report that the root does not hold are listed as "not run"; the tiny
+# shapes100 benchmarks are this book's own, so no paper reports them, and their tables say so.
+#
+# The papers' numbers come from pretrained ViT-B/16 backbones on real data; the tiny grid's from
+# 4-block models on 32-pixel shapes. The two sit side by side only on a paper-preset root.
+
+# %%
+summary = report.seed_summary(runs)
+summary.to_csv(out / "summary.csv", index=False)
+tables = {}
+for benchmark, tasks_done in report.groups(runs):
+    table = report.benchmark_table(summary, benchmark, tasks_done)
+    tables[(benchmark, tasks_done)] = table
+    table.to_csv(out / f"table_{benchmark}_{tasks_done}tasks.csv")
+print(f"{len(tables)} table(s): " + ", ".join(f"{b} ({t} tasks)" for b, t in tables))
+
+# %%
+for (benchmark, tasks_done), table in tables.items():
+    print(f"{benchmark}, {tasks_done} tasks done:")
+    display(table)
+
+# %% [markdown]
+# ## 7.3 The accuracy matrices
+#
+# The mean of $R_{ij}$ over seeds, one heat map per method (rows: after training task $i$; columns:
+# evaluated on task $j$). Where a seed also shuffles the class order, column $j$ is the $j$-th task
+# of each seed's own order. Forgetting shows as a column darkening downwards; plasticity as the
+# diagonal.
+
+# %%
+methods = report.method_order(runs.method)
+colours = dict(zip(methods, sns.color_palette("tab10", len(methods))))
+for benchmark, tasks_done in report.groups(runs):
+    shown = report.method_order(runs[(runs.benchmark == benchmark) & (runs.tasks_done == tasks_done)].method)
+    cols = min(4, len(shown))
+    rows = -(-len(shown) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
+    for ax, method in zip(axes.flat, shown):
+        matrix = report.mean_matrix(accuracy, benchmark, tasks_done, method)
+        report.plot_matrix(ax, matrix, title=method)
+    for ax in axes.flat[len(shown):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{benchmark}: mean accuracy matrix over seeds, {tasks_done} tasks")
+    fig.tight_layout()
+    savefig(fig, out / f"accuracy_matrices_{benchmark}_{tasks_done}tasks.png")
+    plt.show()
+
+# %% [markdown]
+# ## 7.4 Accuracy after each task
+#
+# The accuracy on all classes seen so far after each task (pooled over test images), per method:
+# the line is the mean over seeds, the band one standard deviation either side. The last point of
+# each line is the table's "last", the mean of its points the table's "avg incremental".
+
+# %%
+curves = report.step_curves(accuracy)
+curves.to_csv(out / "step_accuracies.csv", index=False)
+panels = report.groups(runs)
+cols = min(2, len(panels))
+fig, axes = plt.subplots(-(-len(panels) // cols), cols, figsize=(6.5 * cols, 4.2 * -(-len(panels) // cols)),
+                         squeeze=False)
+for ax in axes.flat[len(panels):]:
+    ax.set_visible(False)
+for ax, (benchmark, tasks_done) in zip(axes.flat, panels):
+    mine = curves[(curves.benchmark == benchmark) & (curves.tasks_done == tasks_done)]
+    mine = mine.set_index("method").loc[report.method_order(mine.method)].reset_index()
+    report.plot_step_bands(ax, mine, colours, title=f"{benchmark} ({tasks_done} tasks)")
+fig.tight_layout()
+savefig(fig, out / "step_accuracies.png")
+plt.show()
+
+# %% [markdown]
+# ## 7.5 NSP² against DMNSP
+#
+# The two methods protect old tasks in different places: NSP² projects the updates of visual
+# prompts in a ViT, DMNSP the gradients of adapters in CLIP's image tower. Each runs on its own
+# backbone, so a row below compares two recipes, not two projections on one model; what each
+# projection adds is its gain over its own Seq baseline, which trains the same parameters on the same
+# backbone without it (and, for NSP², without its drift penalty): the last two columns. Where the two
+# sides ran different benchmarks, the gap between them also measures the images, so the gains over
+# Seq are the columns to compare.
+#
+# A protocol is a data set and its split into tasks, whatever the class order and the images'
+# variant: NSP²'s `cifar100-10s` and DMNSP's `cifar100-10-10` are one protocol with two class orders,
+# and `shapes100-10s` and `shapes100-tinted-10s` one protocol on grey and on tinted backgrounds (the
+# tiny recipes run NSP² on the grey images and DMNSP on the tinted ones, chapter 5 says why). When
+# both methods ran the same benchmark, the row pairs them on it; otherwise it sets each one's
+# benchmark against the other's. Differences are in points, "mean ± std [min, max] (n seeds)", taken
+# seed by seed (paired) where both sides ran the same benchmark, so that a seed index means the same
+# class order on both; across two benchmarks only the difference of the means is given.
+
+# %%
+cross = report.cross_method_table(runs)
+cross.to_csv(out / "cross_method.csv", index=False)
+shown_columns = ["protocol", "tasks", "metric", "NSP² method", "DMNSP method", "NSP²", "DMNSP",
+                 "NSP² − DMNSP (means)", "NSP² − DMNSP (paired)", "NSP² − its Seq (paired)",
+                 "DMNSP − adapter-Seq (paired)"]
+if len(cross):
+    display(cross[shown_columns].set_index(["protocol", "tasks", "metric"]))
+else:
+    print("no protocol with both NSP² and DMNSP runs (and the same number of tasks done) under this root")
+
+# %% [markdown]
+# Read off the table: which recipe is ahead on each protocol and metric, and whether every seed
+# agrees (a paired difference whose minimum and maximum are both above zero, or both below). For
+# forgetting, lower is better; a gain over Seq in forgetting is negative when the projection helps.
+
+# %%
+print("\n".join(report.cross_method_sentences(cross)))
+
+# %% [markdown]
+# ## 7.6 DMNSP's optimiser state
+#
+# DMNSP trains its adapters with AdamW. When a projected gradient is scaled by a large factor, the
+# second-moment estimate can overflow to infinity, and that entry's update is then exactly zero
+# for the rest of the task (chapter 5). Each run of DMNSP or its controls records in its `report.pt`,
+# per task, tower and adapter weight, the share of second-moment entries that are not finite and the
+# share of weight entries that did not move over the task (a committed grid leaves these files out).
+# Where the root holds them: per method, benchmark, tower and weight, the largest non-finite share
+# over tasks and seeds, and the share of unmoved entries averaged over seeds, per task.
+
+# %%
+moments = report.adam_moments(runs)
+if len(moments):
+    moments.to_csv(out / "adam_moments.csv", index=False)
+    keys = ["method", "benchmark", "tower", "weight"]
+    worst = moments.groupby(keys).share_nonfinite_exp_avg_sq.max().rename("largest non-finite share")
+    unmoved = moments.pivot_table(index=keys, columns="task", values="share_unchanged", aggfunc="mean")
+    unmoved.columns = [f"unmoved after task {t + 1}" for t in unmoved.columns]
+    print(f"runs with a record: {moments.groupby(['method', 'benchmark', 'seed']).ngroups}; "
+          f"non-finite second-moment entries in {int((moments.share_nonfinite_exp_avg_sq > 0).sum())} "
+          f"of {len(moments)} (run, task, weight) records")
+    display(pd.concat([worst, unmoved], axis=1).round(3))
+else:
+    print("no run under this root recorded DMNSP's optimiser state (report.pt)")
+
+# %% [markdown]
+# Every table and figure of this page is saved under `build/outputs/07_report/`: `runs.csv` (one row
+# per run), `summary.csv` (mean, std and seeds per benchmark, method and metric), one
+# `table_<benchmark>_<n>tasks.csv` per table, `step_accuracies.csv`, `cross_method.csv` and the
+# figures. `python -m nscl report ROOT` prints the same means on the command line.

@@ -1,0 +1,24 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from nscl.viz import plot_accuracy_matrix  # noqa: E402
+
+
+@pytest.mark.parametrize("n", [3, 25])
+def test_accuracy_matrix_labels_tasks_from_one(n):
+    """Large matrices (a 25-task protocol) get seaborn's thinned ticks, still numbered from task 1."""
+    accuracy = np.tril(np.full((n, n), 0.5))
+    accuracy[np.triu_indices(n, 1)] = np.nan
+    fig, ax = plt.subplots(figsize=(2.5, 2.5))   # small panels, as in a grid of matrices
+    plot_accuracy_matrix(ax, accuracy)
+    fig.canvas.draw()
+    x = [int(t.get_text()) for t in ax.get_xticklabels()]
+    y = [int(t.get_text()) for t in ax.get_yticklabels()]
+    assert x[0] == 1 and y[0] == 1 and max(x) <= n and max(y) <= n
+    assert x == sorted(x) and len(x) >= min(n, 5)
+    plt.close(fig)
