@@ -295,12 +295,18 @@ def collect_runs(run_root: str | Path) -> pd.DataFrame:
 
 
 def report_tables(run_root: str | Path) -> dict[str, pd.DataFrame]:
-    """Per benchmark (and number of tasks done), mean ± std over seeds per method (nscl.sweeps.summary_table)."""
+    """Per benchmark (and number of tasks done), mean ± std over seeds per method (nscl.sweeps.summary_table).
+
+    The runs are gathered as chapter 7 gathers them (nscl.report.load_runs): two runs of one method and
+    seed on one benchmark (made with other settings) are refused rather than averaged.
+    """
+    from nscl.report import load_runs
     from nscl.sweeps import summary_table
 
-    frame = collect_runs(run_root)
     tables = {}
-    if not len(frame):
+    try:
+        frame = load_runs(run_root)
+    except FileNotFoundError:
         return tables
     metrics = [m for m in ("last_accuracy", "average_incremental_accuracy", "forgetting") if m in frame.columns]
     for (benchmark, tasks), group in frame[frame.tasks_done > 0].groupby(["benchmark", "tasks_done"], sort=True):

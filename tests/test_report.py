@@ -10,6 +10,7 @@ import torch
 
 from nscl import report
 from nscl.metrics import summarize
+from nscl.sweep import report_tables
 
 NAN = float("nan")
 # per (method, seed): a 2-task accuracy matrix R[i, j]; every task has 100 test images
@@ -135,6 +136,8 @@ def test_two_runs_of_one_method_and_seed_are_refused(root):
               epochs=5)
     with pytest.raises(ValueError, match="same benchmark, method, seed"):
         report.load_runs(root)
+    with pytest.raises(ValueError, match="same benchmark, method, seed"):   # python -m nscl report, too
+        report_tables(root)
 
 
 def test_adam_moments_are_read_from_report_files(root):
