@@ -102,15 +102,19 @@ def load_runs(run_root: str | Path) -> pd.DataFrame:
 
 def load_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
     """Every run's accuracy.csv, tidy: benchmark, tasks_done, method, seed, train_task, eval_task,
-    accuracy (fraction), n_test; rows past the run's tasks_done are dropped."""
+    accuracy and accuracy_task_aware (fractions), n_test; rows past the run's tasks_done are dropped."""
     parts = []
     for run in runs.itertuples():
         frame = pd.read_csv(Path(run.run_dir) / "accuracy.csv")
         frame = frame[(frame.train_task < run.tasks_done) & (frame.eval_task < run.tasks_done)]
         parts.append(frame.assign(benchmark=run.benchmark, tasks_done=run.tasks_done, method=run.method,
                                   seed=run.seed))
-    columns = ["benchmark", "tasks_done", "method", "seed", "train_task", "eval_task", "accuracy", "n_test"]
-    return pd.concat(parts, ignore_index=True)[columns]
+    frame = pd.concat(parts, ignore_index=True)
+    if "accuracy_task_aware" not in frame:   # runs written before nscl recorded it
+        frame["accuracy_task_aware"] = np.nan
+    columns = ["benchmark", "tasks_done", "method", "seed", "train_task", "eval_task", "accuracy",
+               "accuracy_task_aware", "n_test"]
+    return frame[columns]
 
 
 def groups(runs: pd.DataFrame) -> list[tuple[str, int]]:

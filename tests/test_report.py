@@ -180,3 +180,15 @@ def test_heat_maps_of_long_sequences_thin_their_tick_labels():
     shown = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
     assert shown[0] == "1" and len(shown) <= 13 and ax.get_xlabel() == "evaluated on task j"
     plt.close(fig)
+
+
+def test_accuracy_keeps_the_task_aware_column(root, tmp_path):
+    accuracy = report.load_accuracy(report.load_runs(root))
+    assert accuracy.accuracy_task_aware.notna().all()
+    assert np.allclose(accuracy.accuracy, accuracy.accuracy_task_aware)   # write_run stores the same matrix
+    old = tmp_path / "old"   # a run written before nscl recorded the task-aware accuracy
+    write_run(old / "run", "shapes100-10s", "VPT-Seq", 0, MATRICES[("VPT-Seq", 0)])
+    frame = pd.read_csv(old / "run" / "accuracy.csv").drop(columns="accuracy_task_aware")
+    frame.to_csv(old / "run" / "accuracy.csv", index=False)
+    accuracy = report.load_accuracy(report.load_runs(old))
+    assert accuracy.accuracy_task_aware.isna().all() and len(accuracy) == 3
