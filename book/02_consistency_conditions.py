@@ -46,7 +46,7 @@ import torch
 
 from nscl.consistency import ConditionSpec, condition_projectors
 from nscl.data import ContinualData, Scenario, iterate_batches, load_dataset
-from nscl.invariance import collect_conditions, offset_change, prompt_step_change, relative_change
+from nscl.invariance import block_output_change, collect_conditions, offset_change, prompt_step_change
 from nscl.models.backbones import build_vit
 from nscl.models.encoders import PromptedEncoder
 from nscl.models.tiny import NOVEL_CLASSES, TINY_IMAGE_SIZE, pretrained_tiny_vit, tiny_transform
@@ -205,21 +205,15 @@ assert torch.allclose(aggregation, recorder.aggregation[first].matrix, rtol=1e-1
 # features (network level), for a random direction $G$ projected four ways.
 
 # %%
-def block_change(offset):
-    block = encoder.prompted_blocks()[0]
-    x = vit.norm_pre(vit._pos_embed(vit.patch_embed(old_images)))
-    with torch.no_grad():
-        before = block(x)
-        encoder.bank.normed_offset = offset
-        after = block(x)
-        encoder.bank.normed_offset = None
-    return relative_change(before, after)
+with torch.no_grad():   # the tokens entering the first block, held fixed for the block-level change
+    first_block_input = vit.norm_pre(vit._pos_embed(vit.patch_embed(old_images)))
 
 
 g = torch.randn_like(encoder.bank.prompts)
 cases = {"both conditions  B2 G B1": left @ g @ right, "affinity only    G B1": g @ right,
          "aggregation only B2 G": left @ g, "no projection    G": g}
-table = pd.DataFrame([{"update": name, "block 1 output": block_change(d), "network features": offset_change(encoder, old_images, d)}
+table = pd.DataFrame([{"update": name, "block 1 output": block_output_change(encoder, first_block_input, d),
+                       "network features": offset_change(encoder, old_images, d)}
                       for name, d in cases.items()]).set_index("update")
 table.to_csv(out / "exact_invariance.csv")
 print(table.to_string(float_format="%.2e"))

@@ -15,7 +15,8 @@ import torch
 from nscl.consistency import ConditionRecorder
 from nscl.models.encoders import PromptedEncoder
 
-__all__ = ["collect_conditions", "relative_change", "offset_change", "prompt_step_change", "OutputRecorder"]
+__all__ = ["collect_conditions", "relative_change", "offset_change", "block_output_change", "prompt_step_change",
+           "OutputRecorder"]
 
 
 @dataclass
@@ -58,6 +59,21 @@ def collect_conditions(encoder: PromptedEncoder, batches: Iterable[torch.Tensor]
 
 def relative_change(before: torch.Tensor, after: torch.Tensor) -> float:
     return float((after - before).norm() / before.norm())
+
+
+@torch.no_grad()
+def block_output_change(encoder: PromptedEncoder, block_input: torch.Tensor, offset: torch.Tensor,
+                        block: int = 0) -> float:
+    """Change of one prompted block's image-token outputs when `offset` (L, m, D) is added to the
+    layer-normed prompts, with the tokens entering the block (`block_input`, (B, N, D)) held fixed."""
+    prompted = encoder.prompted_blocks()[block]
+    before = prompted(block_input)
+    encoder.bank.normed_offset = offset
+    try:
+        after = prompted(block_input)
+    finally:
+        encoder.bank.normed_offset = None
+    return relative_change(before, after)
 
 
 @torch.no_grad()

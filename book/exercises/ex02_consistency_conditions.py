@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from nscl.data import load_dataset
-from nscl.invariance import collect_conditions, relative_change
+from nscl.invariance import block_output_change, collect_conditions
 from nscl.models.encoders import PromptedEncoder
 from nscl.models.tiny import TINY_IMAGE_SIZE, pretrained_tiny_vit, tiny_transform
 from nscl.nullspace import NullSpaceRule, null_space_projector
@@ -284,12 +284,7 @@ def block_change(delta):
     """Relative change of the block's image-token outputs when its layer-normed prompts move by delta (m x D)."""
     offset = torch.zeros_like(encoder.bank.prompts)
     offset[0] = delta
-    with torch.no_grad():
-        before = block(x)
-        encoder.bank.normed_offset = offset
-        after = block(x)
-        encoder.bank.normed_offset = None
-    return relative_change(before, after)
+    return block_output_change(encoder, x, offset)
 
 
 # %% [raw]
