@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export NSCL_CACHE ?= $(CURDIR)/.cache/nscl
 export PYTHONUNBUFFERED := 1
 
-.PHONY: book test venv notebooks execute html browser-test chromium clean
+.PHONY: book test venv notebooks execute html browser-test chromium clean exercises-elsewhere
 
 venv: $(VENV)/.installed
 
@@ -54,7 +54,7 @@ execute: $(NOTEBOOKS)
 # assembles build/site-src (chapters, index.md, references, _config.yml, generated _toc.yml,
 # MathJax), Sphinx (Jupyter Book 1: myst-nb + sphinx-book-theme) builds it.
 html: $(VENV)/.installed $(MATHJAX)
-	@start=$$(date +%s); \
+	@mkdir -p $(BUILD); start=$$(date +%s); \
 	$(PY) book/build_site.py --executed $(BUILD)/executed --out $(SITE_SRC) && \
 	rm -rf $(HTML) $(BUILD)/.doctrees && \
 	$(VENV)/bin/sphinx-build -q -b html -d $(BUILD)/.doctrees $(SITE_SRC) $(HTML) && \
@@ -71,11 +71,27 @@ chromium:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
 
-# Unit tests, then the book (each chapter executed once, a cell error fails), then its HTML in a browser.
+# Unit tests, the exercises on other arithmetic, then the book (each chapter executed once, a cell
+# error fails), then its HTML in a browser.
 test: chromium $(VENV)/.installed
 	$(PY) -m pytest -q tests --ignore=tests/test_book_html.py
+	@$(MAKE) --no-print-directory exercises-elsewhere
 	@$(MAKE) --no-print-directory book
 	@$(MAKE) --no-print-directory browser-test
+
+# The exercise sets' answers must not hinge on the machine: run their tests again with 1 thread
+# (other reduction orders) and, beside it, with the backbone weights perturbed at float32 rounding
+# level (nscl.models.artifacts); one thread each, so the two share the 2 cores without contention.
+exercises-elsewhere: $(VENV)/.installed
+	@mkdir -p $(BUILD); start=$$(date +%s); \
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider tests/test_exercises.py \
+	  > $(BUILD)/exercises-1-thread.log 2>&1 & one=$$!; \
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 NSCL_PERTURB_WEIGHTS=1 $(PY) -m pytest -q -p no:cacheprovider \
+	  tests/test_exercises.py > $(BUILD)/exercises-perturbed.log 2>&1 & two=$$!; \
+	wait $$one; a=$$?; wait $$two; b=$$?; \
+	tail -n 3 $(BUILD)/exercises-1-thread.log $(BUILD)/exercises-perturbed.log; \
+	echo "exercises with 1 thread: rc $$a; with perturbed weights: rc $$b ($$(( $$(date +%s) - start )) s)"; \
+	test $$a = 0 && test $$b = 0
 
 clean:
 	rm -rf $(BUILD)

@@ -63,7 +63,7 @@ def _shape_of(benchmark: str) -> str:
 
 def tidy_metrics(points: Sequence[SweepRun]) -> pd.DataFrame:
     """One row per finished run: method family, label, benchmark, shape, the paper protocols it mirrors,
-    seed, tasks done and every number in the run's metrics.json."""
+    seed, the backbone weights it started from, tasks done and every number in the run's metrics.json."""
     rows = []
     for point in points:
         config = point.config
@@ -74,8 +74,9 @@ def tidy_metrics(points: Sequence[SweepRun]) -> pd.DataFrame:
             if not path.exists():
                 continue
             metrics = json.loads(path.read_text())
+            settings = json.loads((path.parent / "config.json").read_text())
             row = {"method": config.method, "label": label, "benchmark": config.benchmark_id, "shape": shape,
-                   "mirrors": mirrors, "seed": config.seeds[0]}
+                   "mirrors": mirrors, "seed": config.seeds[0], "backbone_weights": settings["backbone_weights"]}
             row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
             rows.append(row)
     return pd.DataFrame(rows)

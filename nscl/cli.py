@@ -125,7 +125,7 @@ def _config_values(args: argparse.Namespace, skip: Sequence[str] = ()) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m nscl", description="Null-space continual learning: run an "
                                      "experiment, a grid of them on Ray, or report on finished runs.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,sweep,report}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,sweep,report,artifacts}")
 
     run = commands.add_parser("run", allow_abbrev=False, help="one experiment (a method family on a benchmark, every seed), resumable",
                               description="Run one experiment: the selected methods of a preset for every seed, "
@@ -164,7 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
                                              "method (nscl.sweeps.summary_table), and list failed sweep points.")
     report.add_argument("run_root", metavar="RUN_ROOT")
     report.add_argument("--csv", metavar="FILE", help="also write one row per run to this CSV")
-    parser.set_defaults(_parsers={"run": run, "sweep": sweep, "report": report})
+
+    artifacts = commands.add_parser(
+        "artifacts", help="verify (or rebuild) the shipped tiny backbones and shapes100 checksums",
+        description="verify: check the shipped tiny backbones' files against their checksums and render the standard "
+                    "shapes100 sets here, comparing them byte for byte with the shipped checksums (does this machine "
+                    "start from the same point as the committed results?). build: pretrain the tiny backbones on this "
+                    "machine and record them and the data checksums as the shipped artifacts (every committed result "
+                    "must then be recomputed).")
+    artifacts.add_argument("action", choices=("verify", "build"))
+    artifacts.add_argument("--only", nargs="+", choices=("vit", "clip", "shapes"), default=["vit", "clip", "shapes"],
+                           help="which artifacts [default: all]")
+    parser.set_defaults(_parsers={"run": run, "sweep": sweep, "report": report, "artifacts": artifacts})
     return parser
 
 
@@ -253,8 +264,40 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     return 0
 
 
+def _cmd_artifacts(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from nscl.data.checksums import STANDARD_SETS, record_checksums
+    from nscl.data.shapes import make_shapes100, standard_set_checksums
+    from nscl.models import tiny
+    from nscl.models.artifacts import load_shipped, read_manifest
+
+    backbones = tuple(n for n in ("vit", "clip") if n in args.only)
+    if args.action == "build":
+        if "shapes" in args.only:
+            print(f"shapes100 checksums: {record_checksums(standard_set_checksums())}")
+        for name, entry in tiny.build_shipped_weights(backbones).items():
+            print(f"tiny-{name}: {entry['file']} ({entry['bytes'] / 2**20:.1f} MiB), identity {entry['identity']}, "
+                  f"final loss {entry['stats']['final_loss']:.3f}, {entry['stats']['seconds']:.0f} s on {entry['made_on']}")
+        return 0
+    failures = 0
+    for name in backbones:
+        config = tiny.TINY_VIT_PRETRAIN if name == "vit" else tiny.TINY_CLIP_PRETRAIN
+        shipped = load_shipped(f"tiny-{name}", tiny.pretraining_key(name, config))   # raises on a damaged file
+        if shipped is None:
+            failures += 1
+            print(f"tiny-{name}: no shipped weights for the current recipe (key {tiny.pretraining_key(name, config)}); "
+                  f"the manifest has {read_manifest().get(f'tiny-{name}', {}).get('key', 'none')}: run `python -m nscl "
+                  f"artifacts build` and recompute the committed results")
+        else:
+            print(f"tiny-{name}: shipped file matches its checksum, identity {shipped[1].identity}")
+    if "shapes" in args.only:
+        for split, n, size, seed, background in STANDARD_SETS:
+            make_shapes100(split, n, size, seed, background=background)  # raises ShapesChecksumError on a difference
+        print(f"shapes100: the {len(STANDARD_SETS)} standard sets render here exactly as shipped")
+    return 1 if failures else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    command = {"run": _cmd_run, "sweep": _cmd_sweep, "report": _cmd_report}[args.command]
+    command = {"run": _cmd_run, "sweep": _cmd_sweep, "report": _cmd_report, "artifacts": _cmd_artifacts}[args.command]
     return command(args, args._parsers[args.command]) or 0

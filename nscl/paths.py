@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["repo_root", "repo_data_dir", "data_root", "cache_dir", "output_dir"]
+__all__ = ["repo_root", "repo_data_dir", "data_root", "cache_dir", "output_dir", "book_runs"]
 
 
 def repo_root() -> Path:
@@ -43,3 +43,9 @@ def output_dir(name: str) -> Path:
     path = (Path(base).expanduser() if base else repo_root() / "build" / "outputs") / name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def book_runs(name: str) -> Path:
+    """The book's shared run folder $NSCL_OUTPUT/runs/<name>: chapters that train the same runs (same
+    settings, checked by each run's fingerprint) read them back instead of training them again."""
+    return output_dir("runs") / name

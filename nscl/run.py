@@ -42,6 +42,7 @@ from nscl.data.continual import ContinualData
 from nscl.data.loading import iterate_batches
 from nscl.methods.base import PRECISIONS, ContinualMethod, TaskInfo
 from nscl.metrics import ContinualMetrics, summarize
+from nscl.models.artifacts import describe, weights_of
 from nscl.run_dir import (CHECKPOINT, PREVIOUS_CHECKPOINT, RESULT_FILES, CheckpointWarning, RunMismatchError,
                           atomic_write_text, resume_point, save_checkpoint, write_results)
 
@@ -177,6 +178,8 @@ def _fingerprint(method: ContinualMethod, data: ContinualData, config: RunConfig
     method_cfg = getattr(method, "config", None)
     return json.loads(json.dumps({
         "method": method.name,
+        # which pretrained weights the run starts from: another backbone is another run
+        "backbone_weights": describe(weights_of(method, *method.modules())),
         "method_config": asdict(method_cfg) if method_cfg is not None else None,
         "run_config": cfg,
         "dataset": data.train.name, "n_train": len(data.train), "n_test": len(data.test),
@@ -342,4 +345,5 @@ def run_continual(method: ContinualMethod, data: ContinualData, config: RunConfi
     if run_path is not None and report and (start < n_tasks or not (run_path / "report.pt").exists()):
         torch.save(report, run_path / "report.pt")
     return RunResult(accuracy, task_sizes, pd.DataFrame(log), accuracy_til, run_path,
-                     extras={"report": report, "tasks_in_state": tasks_in_state})
+                     extras={"report": report, "tasks_in_state": tasks_in_state,
+                             "backbone_weights": fingerprint["backbone_weights"]})

@@ -28,7 +28,8 @@ def metrics_frame(results: Mapping[tuple[str, int], RunResult]) -> pd.DataFrame:
     """One row per (method, seed): class-incremental metrics and their task-aware twins."""
     rows = []
     for (name, seed), result in results.items():
-        row = {"method": name, "seed": seed, **result.metrics.as_dict()}
+        row = {"method": name, "seed": seed, "backbone_weights": result.extras.get("backbone_weights", ""),
+               **result.metrics.as_dict()}
         if result.accuracy_task_aware is not None:
             row.update({f"{k}_task_aware": v for k, v in result.metrics_task_aware.as_dict().items()})
         rows.append(row)

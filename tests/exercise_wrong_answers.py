@@ -306,7 +306,7 @@ def _ex05_wrong():
          "write it in that basis"),
         ("q2", "exponents swapped", lambda env: {"q2_gain": float(env["n_layers"] ** env["n_tasks"])},
          "which multiple, how many times"),
-        ("q3", "layers not normalised", lambda env: q3(env, normalise=False), "unit-trace layers"),
+        ("q3", "layers not normalised", lambda env: q3(env, normalise=False), "normalise each to unit trace"),
         ("q3", "1 - theta dropped", lambda env: q3(env, share=lambda t: 1 - t), "wrong number of free directions"),
         ("q3", "off by one", lambda env: q3(env, shift=1), "wrong number of free directions"),
         ("q3", "intersection rank from the pooled one", lambda env: {"q3_intersect_dim": env["q3_pooled_dim"]},
@@ -325,16 +325,23 @@ def _ex03_wrong():
     import numpy as np
     import pandas as pd
 
-    def sweep_with_first_diagonal(env):     # plasticity including the first task's diagonal entry
-        rows = [{"eta": e, "forgetting": r.metrics.forgetting, "plasticity": float(np.diag(r.accuracy).mean())}
+    def with_first_diagonal(env):           # plasticity including the first task's diagonal entry
+        def plasticity_of(accuracy):
+            return float(np.diag(accuracy).mean())
+        rows = [{"eta": e, "forgetting": r.metrics.forgetting, "plasticity": plasticity_of(r.accuracy)}
                 for e, r in env["sweep_results"].items()]
-        return {"q2_sweep": pd.DataFrame(rows)}
+        return {"plasticity_of": plasticity_of, "q2_sweep": pd.DataFrame(rows)}
 
-    def next_eta(env):                      # off by one: the next eta that meets the target
-        sweep = env["q2_sweep"]
-        meets = sweep[sweep.forgetting <= 0.75 * sweep.forgetting.iloc[0]].eta
-        later = [e for e in sweep.eta if e > meets.min()]
-        return {"q2_eta": float(later[0]) if later else float(sweep.eta.iloc[0])}
+    def next_eta(env):                      # off by one: the next eta after the smallest that meets the target
+        def smallest_meeting(sweep):
+            right = env["smallest_meeting"](sweep)
+            later = [e for e in sweep.eta if e > right]
+            return float(later[0]) if later else right
+        return {"smallest_meeting": smallest_meeting, "q2_eta": smallest_meeting(env["q2_sweep"])}
+
+    def projection_from_half(env):          # the eta = 0.5 run taken as "projection only"
+        runs = {**env["q3_runs"], "projection only": env["sweep_results"][0.5]}
+        return {"q3_runs": runs, "q3_forgetting": {k: r.metrics.forgetting for k, r in runs.items()}}
 
     def cumulative_moves(env):              # from the first task's prompts every time
         def move(result):
@@ -349,15 +356,13 @@ def _ex03_wrong():
         ("q1", "no normalisation", lambda env: {"q1_formula": 1.0}, "Frobenius norm of a rank-k projector"),
         ("q1", "inside and outside swapped", lambda env: {"q1_inside": env["q1_outside"], "q1_outside": env["q1_inside"]},
          "q1_formula does not match"),
-        ("q2", "plasticity with the first task", sweep_with_first_diagonal, "plasticity: the mean of the diagonal"),
+        ("q2", "plasticity with the first task", with_first_diagonal, "plasticity: the mean of the diagonal"),
         ("q2", "the next eta", next_eta, "a smaller eta of your sweep also meets the target"),
         ("q2", "cost with the wrong sign", lambda env: {"q2_cost": -env["q2_cost"]} if env["q2_cost"] else
          {"q2_cost": 0.01}, "q2_cost"),
         ("q3", "in percent", lambda env: {"q3_forgetting": {k: 100 * v for k, v in env["q3_forgetting"].items()}},
          "as a fraction"),
-        ("q3", "projection only from eta = 0.5", lambda env: {"q3_forgetting": {
-            **env["q3_forgetting"], "projection only": env["sweep_results"][0.5].metrics.forgetting}},
-         "task 2's eta = 0.97 run"),
+        ("q3", "projection only from eta = 0.5", projection_from_half, "task 2's eta = 0.97 run"),
         ("q3", "the projection does it all", lambda env: {"q3_answer": "a"}, "compare each protection alone"),
         ("q4", "Seq over NSP²", lambda env: {"q4_ratio": 1 / env["q4_ratio"]}, "NSP²'s average over Seq's"),
         ("q4", "moves from the first task", cumulative_moves, "from each task to the next"),

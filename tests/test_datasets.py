@@ -131,3 +131,20 @@ def test_continual_data_relabels_to_positions():
     assert set(first.targets.tolist()) == {0, 1}
     assert data.class_names[:2] == ("9", "8")
     assert len(data.tasks_up_to(4, "train")) == len(train)
+
+
+def test_concurrent_writers_fill_the_shapes100_cache_safely(tmp_path):
+    """Four processes fill an empty cache with the same set at once: each gets the set, no temporary file is left."""
+    import subprocess
+    import sys
+
+    code = ("from nscl.data import load_dataset; d = load_dataset('shapes100', 'test', n_per_class=3, image_size=16, "
+            "seed=5); print(int(d.images.sum()))")
+    env = {**__import__("os").environ, "NSCL_CACHE": str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(4)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-500:] for _, err in outputs]
+    assert len({out.strip() for out, _ in outputs}) == 1
+    files = sorted(p.name for p in (tmp_path / "shapes100").iterdir())
+    assert len(files) == 1 and files[0].endswith(".pt"), files

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nscl.atomic_files import atomic_torch_save
 from nscl.data.base import FileImageSet, ImageSet, TensorImageSet
 from nscl.data.official import DEFAULT_LINEAGE, available_lineages, class_name_table, split_list
 from nscl.paths import cache_dir, data_root
@@ -216,20 +217,22 @@ def _tinyimagenet(split: str, root: Path, names: tuple[tuple[str, str], ...],
 
 def _shapes100(split: str, n_per_class: int | None = None, image_size: int = 32, seed: int = 0,
                cache: bool = True, background: str = "grey") -> TensorImageSet:
+    from nscl.data.checksums import GENERATOR_VERSION, set_key, verify_classes
     from nscl.data.shapes import dataset_name, make_shapes100
 
     n = n_per_class if n_per_class is not None else (500 if split == "train" else 100)
     style = "" if background == "grey" else f"_{background}"
-    path = cache_dir() / "shapes100" / f"{split}_n{n}_s{image_size}_seed{seed}{style}.pt"
+    # The generator version in the name: a cache of an older renderer is never read as the current one.
+    path = cache_dir() / "shapes100" / f"{split}_n{n}_s{image_size}_seed{seed}{style}_v{GENERATOR_VERSION}.pt"
     if cache and path.exists():
         blob = torch.load(path)
+        labels = sorted(int(c) for c in torch.unique(blob["targets"]))
+        verify_classes(set_key(split, n, image_size, seed, background), blob["images"].numpy(), labels, n,
+                       f"read from {path}")
         return TensorImageSet(dataset_name(background), blob["images"], blob["targets"], tuple(blob["classes"]))
     data = make_shapes100(split=split, n_per_class=n, image_size=image_size, seed=seed, background=background)
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"images": data.images, "targets": data.targets, "classes": list(data.classes)}, tmp)
-        tmp.replace(path)
+        atomic_torch_save({"images": data.images, "targets": data.targets, "classes": list(data.classes)}, path)
     return data
 
 

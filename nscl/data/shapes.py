@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from nscl.data.base import TensorImageSet
+from nscl.data.checksums import STANDARD_SETS, class_checksums, set_key, verify_classes
 
 COLOURS: tuple[str, ...] = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink", "white", "black")
 SHAPES: tuple[str, ...] = (
@@ -35,12 +36,17 @@ _RGB = np.array(
         [0.90, 0.10, 0.10], [1.00, 0.55, 0.00], [0.95, 0.90, 0.10], [0.10, 0.70, 0.15], [0.00, 0.80, 0.85],
         [0.10, 0.25, 0.95], [0.55, 0.15, 0.80], [1.00, 0.45, 0.75], [0.97, 0.97, 0.97], [0.05, 0.05, 0.05],
     ],
-    dtype=np.float32,
+    dtype=np.float64,
 )
 NUM_CLASSES = len(COLOURS) * len(SHAPES)
 _SPLITS = {"train": 0, "test": 1}
 _DEFAULT_N_PER_CLASS = {"train": 500, "test": 100}
-_PIXEL_BUDGET = 1 << 21  # pixels rendered per chunk: bounds memory to ~100 MB at any image size
+_PIXEL_BUDGET = 1 << 21  # pixels rendered per chunk: bounds memory to ~200 MB at any image size
+# Rendered in float64. numpy and OpenBLAS pick SIMD kernels per CPU (AVX-512, AVX2, SSE) whose sin,
+# cos, hypot and matmul differ in the last bits; in float32 that moved 3-61 uint8 pixels per set
+# between emulated CPUs. In float64 a pixel changes only if its value falls within ~1e-13 of a
+# rounding boundary; the checksums in shapes100_checksums.json catch it if it ever does.
+_FLOAT = np.float64
 _SCALE_RANGE = (0.45, 0.8)  # shape diameter as a fraction of the image side
 BACKGROUNDS: tuple[str, ...] = ("grey", "tinted")
 _TINT_RANGE = (0.5, 0.8)  # tinted backgrounds: weight of the palette colour in the mix
@@ -134,15 +140,15 @@ _SDFS: tuple[Callable[[Array, Array], Array], ...] = (
 
 def _pixel_centres(image_size: int) -> Array:
     """Pixel-centre coordinates in [-1, 1]; the image side has length 2."""
-    return ((np.arange(image_size, dtype=np.float32) + 0.5) * (2.0 / image_size) - 1.0).astype(np.float32)
+    return ((np.arange(image_size, dtype=_FLOAT) + 0.5) * (2.0 / image_size) - 1.0).astype(_FLOAT)
 
 
 def _bilinear_matrix(n_out: int, n_in: int) -> Array:
     """(n_out, n_in) matrix that linearly interpolates n_in samples onto n_out points."""
     t = np.linspace(0.0, n_in - 1.0, n_out)
     lo = np.minimum(t.astype(np.int64), n_in - 2)
-    frac = (t - lo).astype(np.float32)
-    m = np.zeros((n_out, n_in), dtype=np.float32)
+    frac = (t - lo).astype(_FLOAT)
+    m = np.zeros((n_out, n_in), dtype=_FLOAT)
     m[np.arange(n_out), lo] = 1.0 - frac
     m[np.arange(n_out), lo + 1] = frac
     return m
@@ -151,17 +157,17 @@ def _bilinear_matrix(n_out: int, n_in: int) -> Array:
 def _shape_alpha(shape_ids: Array, image_size: int, rng: np.random.Generator) -> Array:
     """Coverage in [0, 1], (B, H, W), of one randomly posed shape per image."""
     b = len(shape_ids)
-    scale = rng.uniform(*_SCALE_RANGE, b).astype(np.float32)
+    scale = rng.uniform(*_SCALE_RANGE, b).astype(_FLOAT)
     # Shapes fit in the unit disk (to ~3%), so a centre within 1 - 1.05 * scale keeps them inside at any angle.
-    centre = ((1.0 - 1.05 * scale)[:, None] * rng.uniform(-1.0, 1.0, (b, 2))).astype(np.float32)
+    centre = ((1.0 - 1.05 * scale)[:, None] * rng.uniform(-1.0, 1.0, (b, 2))).astype(_FLOAT)
     theta = rng.uniform(0.0, 2.0 * np.pi, b)
     mirror = np.where(rng.random(b) < 0.5, -1.0, 1.0)  # the L (unequal arms) is chiral: show both hands
-    cos = (np.cos(theta) / scale).astype(np.float32)
-    sin = (np.sin(theta) / scale).astype(np.float32)
-    mirror = mirror.astype(np.float32)
+    cos = (np.cos(theta) / scale).astype(_FLOAT)
+    sin = (np.sin(theta) / scale).astype(_FLOAT)
+    mirror = mirror.astype(_FLOAT)
 
     grid = _pixel_centres(image_size)
-    alpha = np.empty((b, image_size, image_size), dtype=np.float32)
+    alpha = np.empty((b, image_size, image_size), dtype=_FLOAT)
     for shape in np.unique(shape_ids):
         idx = np.flatnonzero(shape_ids == shape)
         dx = grid[None, None, :] - centre[idx, 0, None, None]  # (k, 1, W)
@@ -187,17 +193,17 @@ def _background(b: int, image_size: int, rng: np.random.Generator) -> Array:
     freq = rng.uniform(1.5 * np.pi, 5.0 * np.pi, b)
     stripe_amp = rng.uniform(0.03, 0.09, b) * (rng.random(b) < 0.5)
     phase = rng.uniform(0.0, 2.0 * np.pi, b)
-    # Per-image scalars as float32 (B, 1, 1) so the per-pixel work below stays in float32.
+    # Per-image scalars as (B, 1, 1) arrays, so the per-pixel work below broadcasts.
     level, gx, gy, sx, sy, stripe_amp, phase = (
-        np.asarray(p, dtype=np.float32)[:, None, None]
+        np.asarray(p, dtype=_FLOAT)[:, None, None]
         for p in (
             level, grad * np.cos(phi), grad * np.sin(phi), freq * np.cos(psi), freq * np.sin(psi), stripe_amp, phase,
         )
     )
     # Smooth blobs: a coarse random grid, bilinearly upsampled (two small matmuls per image).
-    coarse = rng.normal(0.0, 0.09, (b, 5, 5)).astype(np.float32)
+    coarse = rng.normal(0.0, 0.09, (b, 5, 5)).astype(_FLOAT)
     up = _bilinear_matrix(image_size, 5)
-    tint = rng.normal(0.0, 0.03, (b, 3, 1, 1)).astype(np.float32)  # slight colour cast, never a hue cue
+    tint = rng.normal(0.0, 0.03, (b, 3, 1, 1)).astype(_FLOAT)  # slight colour cast, never a hue cue
 
     x, y = grid[None, None, :], grid[None, :, None]
     lum = level + gx * x + gy * y + stripe_amp * np.sin(sx * x + sy * y + phase) + up @ coarse @ up.T
@@ -209,15 +215,15 @@ def _tint(image: Array, rng: np.random.Generator) -> Array:
     """Pull each background towards a random palette colour (possibly the shape's own hue)."""
     b = len(image)
     hue = _RGB[rng.integers(0, len(_RGB), b)][:, :, None, None]
-    weight = rng.uniform(*_TINT_RANGE, (b, 1, 1, 1)).astype(np.float32)
+    weight = rng.uniform(*_TINT_RANGE, (b, 1, 1, 1)).astype(_FLOAT)
     return image * (1.0 - weight) + weight * hue
 
 
 def _render_chunk(labels: Array, image_size: int, rng: np.random.Generator, background: str = "grey") -> Array:
     b = len(labels)
     colour = _RGB[labels // len(SHAPES)]
-    colour = colour * rng.uniform(0.88, 1.08, (b, 1)).astype(np.float32)
-    colour = colour + rng.normal(0.0, 0.025, (b, 3)).astype(np.float32)
+    colour = colour * rng.uniform(0.88, 1.08, (b, 1)).astype(_FLOAT)
+    colour = colour + rng.normal(0.0, 0.025, (b, 3)).astype(_FLOAT)
     alpha = _shape_alpha(labels % len(SHAPES), image_size, rng)[:, None]
     image = _background(b, image_size, rng)
     if background == "tinted":
@@ -225,7 +231,7 @@ def _render_chunk(labels: Array, image_size: int, rng: np.random.Generator, back
     image += alpha * (colour[:, :, None, None] - image)
     noise = rng.standard_normal(image.shape, dtype=np.float32)  # sensor noise over everything
     image *= 255.0
-    image += noise * np.float32(0.025 * 255.0) + np.float32(0.5)  # +0.5: round, not truncate, below
+    image += noise * _FLOAT(0.025 * 255.0) + _FLOAT(0.5)  # +0.5: round, not truncate, below
     return np.clip(image, 0.0, 255.0, out=image).astype(np.uint8)
 
 
@@ -288,6 +294,7 @@ def make_shapes100(
     seed: int = 0,
     classes: Sequence[int] | None = None,
     background: str = "grey",
+    verify: bool = True,
 ) -> TensorImageSet:
     """Generate the shapes100 set in memory, ordered by class.
 
@@ -295,9 +302,11 @@ def make_shapes100(
         split: "train" or "test"; each draws from its own random streams.
         n_per_class: images per class; default 500 for train and 100 for test.
         image_size: side length in pixels (square RGB images).
-        seed: non-negative integer; the same arguments give bit-identical images.
+        seed: non-negative integer; the same arguments give bit-identical images (on any CPU: the
+            standard sets are checked against shipped checksums, nscl.data.checksums).
         classes: labels to generate (default all 100); targets keep the global label ids.
         background: "grey" (default) or "tinted" (the shifted domain; other pixels than "grey" throughout).
+        verify: compare a standard set with its shipped checksums (ShapesChecksumError on a difference).
     """
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {sorted(_SPLITS)}; got {split!r}. Use 'train' or 'test'.")
@@ -322,6 +331,19 @@ def make_shapes100(
     images = np.concatenate(
         [render_shapes(np.full(n_per_class, c), image_size, _class_rng(seed, split, c), background) for c in labels]
     )
+    # A standard set (one the shipped results were computed from) must come out byte for byte as shipped.
+    if verify:
+        verify_classes(set_key(split, n_per_class, image_size, seed, background), images, labels, n_per_class,
+                       "as rendered on this machine")
     targets = torch.as_tensor(np.repeat(np.asarray(labels, dtype=np.int64), n_per_class))
     return TensorImageSet(name=dataset_name(background), images=torch.from_numpy(images), targets=targets,
                           classes=class_names())
+
+
+def standard_set_checksums() -> dict[str, dict[str, str]]:
+    """Render every standard set (all 100 classes, unverified) and return its per-class checksums."""
+    table = {}
+    for split, n, size, seed, background in STANDARD_SETS:
+        data = make_shapes100(split, n, size, seed, background=background, verify=False)
+        table[set_key(split, n, size, seed, background)] = class_checksums(data.images.numpy(), range(NUM_CLASSES), n)
+    return table

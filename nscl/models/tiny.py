@@ -7,8 +7,10 @@
 
 Base and novel classes form a checkerboard over (colour, shape): every colour and every shape is
 seen in 5 base classes, while the 50 novel compositions ("blue star") are left for the continual
-learning experiments. The weights are pretrained once, then loaded from
-`cache_dir()/tiny/tiny-<name>-<hash>.pt`; the hash covers architecture, pretraining config and data.
+learning experiments. The weights that the book's results were computed from ship with the package
+(`nscl/models/weights`, checksummed: nscl.models.artifacts), so every machine starts from the same
+backbone; for any other pretraining config they are pretrained here once, then loaded from
+`cache_dir()/tiny/tiny-<name>-<key>.pt` (the key covers architecture, pretraining config and data).
 
 Both models replace the single-matrix patch embedding by a 3-layer strided conv stem (stride 8, so
 still a 4x4 grid of tokens at 32 px): in the same ~2 minutes of CPU training this lifts the ViT's
@@ -23,7 +25,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -35,16 +36,20 @@ from timm.layers import HybridEmbed, freeze_batch_norm_2d
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from nscl.atomic_files import atomic_torch_save
 from nscl.data.base import TensorImageSet
+from nscl.data.checksums import GENERATOR_VERSION
 from nscl.data.loading import BatchTransform
 from nscl.data.shapes import NUM_CLASSES, class_names, make_shapes100
+from nscl.models.artifacts import WeightsId, load_shipped, tag_weights, weights_identity, write_shipped
 from nscl.paths import cache_dir
 from nscl.pretrain import CAPTION_TEMPLATES, PretrainConfig, pretrain_classifier, pretrain_clip
 
 __all__ = [
     "TINY_IMAGE_SIZE", "TINY_MEAN", "TINY_STD", "BASE_CLASSES", "NOVEL_CLASSES", "TINY_VIT_ARCH", "TINY_CLIP_ARCH",
     "TINY_VIT_PRETRAIN", "TINY_CLIP_PRETRAIN", "build_tiny_vit", "build_tiny_clip", "tiny_tokenizer",
-    "tiny_transform", "base_training_data", "tiny_checkpoint_path", "pretrained_tiny_vit", "pretrained_tiny_clip",
+    "tiny_transform", "base_training_data", "pretraining_key", "tiny_checkpoint_path", "build_shipped_weights",
+    "pretrained_tiny_vit", "pretrained_tiny_clip",
 ]
 
 TINY_IMAGE_SIZE = 32
@@ -130,32 +135,18 @@ def base_training_data(n_per_class: int, seed: int = 0) -> TensorImageSet:
                           classes=BASE_CLASSES)
 
 
-def tiny_checkpoint_path(name: str, config: PretrainConfig) -> Path:
-    """cache_dir()/tiny/<name>-<10 hex of a hash of architecture, config, data and code version>.pt"""
+def pretraining_key(name: str, config: PretrainConfig) -> str:
+    """10 hex digits of a hash of architecture, pretraining config, data and code version."""
     arch = {"vit": TINY_VIT_ARCH, "clip": TINY_CLIP_ARCH}[name]
     key = {"format": _FORMAT, "arch": arch, "config": config.as_dict(), "base": BASE_CLASSES,
-           "data": ["shapes100", "train", TINY_IMAGE_SIZE], "mean": TINY_MEAN, "std": TINY_STD,
-           "templates": CAPTION_TEMPLATES if name == "clip" else None}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
-    return cache_dir() / "tiny" / f"tiny-{name}-{digest}.pt"
+           "data": ["shapes100", "train", TINY_IMAGE_SIZE], "generator": GENERATOR_VERSION, "mean": TINY_MEAN,
+           "std": TINY_STD, "templates": CAPTION_TEMPLATES if name == "clip" else None}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def _save(path: "os.PathLike[str]", model: nn.Module, config: PretrainConfig, stats: dict) -> None:
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"  # per-process name: two concurrent trainers never share a tmp file
-    torch.save({"state_dict": model.state_dict(), "config": config.as_dict(), "stats": stats}, tmp)
-    os.replace(tmp, path)  # atomic: readers see the old state or the whole new file
-
-
-def _load_or_pretrain(name: str, model: nn.Module, config: PretrainConfig, train) -> nn.Module:
-    path = tiny_checkpoint_path(name, config)
-    if os.path.exists(path):
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
-    else:
-        stats = train(model, base_training_data(config.n_per_class, seed=0))
-        _save(path, model, config, stats)
-    return model
+def tiny_checkpoint_path(name: str, config: PretrainConfig) -> Path:
+    """cache_dir()/tiny/tiny-<name>-<pretraining_key>.pt: where weights pretrained on this machine are cached."""
+    return cache_dir() / "tiny" / f"tiny-{name}-{pretraining_key(name, config)}.pt"
 
 
 def _seeded(build, seed: int) -> nn.Module:
@@ -164,16 +155,64 @@ def _seeded(build, seed: int) -> nn.Module:
         return build()
 
 
+def _initial_model(name: str, config: PretrainConfig) -> nn.Module:
+    """The seeded, untrained backbone `name` ('vit' with its 50-way base head, or 'clip')."""
+    build = (lambda: build_tiny_vit(len(BASE_CLASSES))) if name == "vit" else build_tiny_clip
+    return _seeded(build, config.seed)
+
+
+def _pretrain(name: str, model: nn.Module, config: PretrainConfig, progress: bool) -> dict:
+    """Pretrain `model` in place on the base classes with its recipe; returns the training stats."""
+    data = base_training_data(config.n_per_class, seed=0)
+    augment = tiny_transform(train=True, augment=config.augment)
+    if name == "vit":
+        return pretrain_classifier(model, data, config, progress, augment)
+    return pretrain_clip(model, tiny_tokenizer(), data, class_names(), config, progress, augment)
+
+
+def _load_or_pretrain(name: str, config: PretrainConfig, progress: bool) -> nn.Module:
+    """Shipped weights made for this key, else the cache, else pretrain here and cache; tagged with their WeightsId."""
+    model = _initial_model(name, config)
+    shipped = load_shipped(f"tiny-{name}", pretraining_key(name, config))
+    if shipped is not None:
+        state, weights = shipped
+        model.load_state_dict(state)
+        return tag_weights(model, weights)
+    path = tiny_checkpoint_path(name, config)
+    if path.exists():
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
+        source = "cache"
+    else:
+        stats = _pretrain(name, model, config, progress)
+        atomic_torch_save({"state_dict": model.state_dict(), "config": config.as_dict(), "stats": stats}, path)
+        source = "trained"
+    return tag_weights(model, WeightsId(f"tiny-{name}", weights_identity(model.state_dict()), source))
+
+
+def build_shipped_weights(names: tuple[str, ...] = ("vit", "clip"), progress: bool = True) -> dict[str, dict]:
+    """Pretrain the tiny backbones here with their recipes and store them as the shipped weights.
+
+    What `python -m nscl artifacts build` runs. Every committed result must be recomputed afterwards:
+    its runs record the old weights' identity, and comparing them with the new weights is an error.
+    """
+    entries = {}
+    for name in names:
+        config = {"vit": TINY_VIT_PRETRAIN, "clip": TINY_CLIP_PRETRAIN}[name]
+        model = _initial_model(name, config)
+        stats = _pretrain(name, model, config, progress)
+        entries[name] = write_shipped(f"tiny-{name}", pretraining_key(name, config), model, stats,
+                                      made_with="python -m nscl artifacts build")
+    return entries
+
+
 def pretrained_tiny_vit(progress: bool = False, num_classes: int = 0,
                         config: PretrainConfig = TINY_VIT_PRETRAIN) -> VisionTransformer:
-    """The tiny ViT pretrained on the base classes (cached), in eval mode.
+    """The tiny ViT pretrained on the base classes (shipped, else cached, else trained here), in eval mode.
 
     num_classes=0: feature extractor (pooled class token, 128-d); num_classes=len(BASE_CLASSES): keeps
     the pretrained head (output i = BASE_CLASSES[i]); any other value: a fresh head (timm's reset_classifier).
     """
-    model = _seeded(lambda: build_tiny_vit(len(BASE_CLASSES)), config.seed)
-    model = _load_or_pretrain("vit", model, config, lambda m, data: pretrain_classifier(
-        m, data, config, progress, tiny_transform(train=True, augment=config.augment)))
+    model = _load_or_pretrain("vit", config, progress)
     model.patch_embed.backbone = freeze_batch_norm_2d(model.patch_embed.backbone)
     if num_classes != len(BASE_CLASSES):
         model.reset_classifier(num_classes)
@@ -182,10 +221,8 @@ def pretrained_tiny_vit(progress: bool = False, num_classes: int = 0,
 
 def pretrained_tiny_clip(progress: bool = False,
                          config: PretrainConfig = TINY_CLIP_PRETRAIN) -> tuple[open_clip.CLIP, open_clip.SimpleTokenizer]:
-    """The tiny CLIP pretrained on captions of the base classes (cached) in eval mode, and its tokenizer."""
-    tokenizer = tiny_tokenizer()
-    model = _seeded(build_tiny_clip, config.seed)
-    model = _load_or_pretrain("clip", model, config, lambda m, data: pretrain_clip(
-        m, tokenizer, data, class_names(), config, progress, tiny_transform(train=True, augment=config.augment)))
+    """The tiny CLIP pretrained on captions of the base classes (shipped, else cached, else trained here) in eval
+    mode, and its tokenizer."""
+    model = _load_or_pretrain("clip", config, progress)
     model.visual.conv1 = freeze_batch_norm_2d(model.visual.conv1)
-    return model.eval(), tokenizer
+    return model.eval(), tiny_tokenizer()

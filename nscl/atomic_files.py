@@ -1,0 +1,41 @@
+"""Writing files so that readers, and other writers, never see half of one.
+
+Each write goes to a temporary file named after the process and a random token in the target's
+folder, then `os.replace` puts it in place: a reader sees the old file or the whole new one, and
+two processes filling a cache at once never share a temporary file.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+__all__ = ["atomic_write", "atomic_write_text", "atomic_torch_save"]
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], fsync: bool = False) -> Path:
+    """Call write(tmp) on a temporary path beside `path`, then rename it to `path` (folders created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        if fsync:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike, fsync: bool = False) -> Path:
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp), fsync=fsync)
