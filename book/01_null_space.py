@@ -138,6 +138,9 @@ for dtype in (torch.float32,):
     p32, _ = null_space_projector(cov, NullSpaceRule("energy", 0.0), dtype=dtype)
     change32 = relative_change(weight.to(dtype), update.to(dtype) @ p32, x_old.to(dtype))
     print(f"                                     in float32: {change32:.3e}")
+# rounding level, in each precision, against a raw change of order one (the text below)
+assert relative_change(weight, update @ projector, x_old) < 1e-12 and change32 < 1e-5
+assert relative_change(weight, update, x_old) > 0.1
 
 # %% [markdown]
 # The projected update changes old outputs only at the level of floating-point rounding
@@ -262,6 +265,7 @@ savefig(fig, out / "spectrum_task1.png")
 rank = int(torch.linalg.matrix_rank(probe.inputs(transform(first.images)).double()))
 print(f"{len(first)} inputs in d = {feature_dim + 1} dimensions: rank of X = {rank}; "
       f"s_{rank} = {s0[rank - 1]:.2e}, s_{rank + 1} = {s0[rank]:.2e}")
+assert rank < feature_dim + 1 and s0[rank] < 1e-10 * s0[0]   # the cliff past the rank (text below)
 
 # %% [markdown]
 # The spectrum falls by many orders of magnitude: a handful of directions carry almost all the
@@ -293,6 +297,7 @@ exact = invariance[invariance.method == "null space (exact)"].change
 moved = invariance[invariance.method == "Seq"].change
 print(f"largest relative change, exact null space: {exact.max():.1e}; smallest under Seq: {moved.min():.1e}")
 assert exact.max() < 1e-12 < moved.min()
+assert moved.min() > 1e6 * max(exact.max(), 1e-18) and all(np.diff(dims) <= 0)   # orders of magnitude; dims shrink
 
 # %% [markdown]
 # With the exact null space the first task's outputs on its own training inputs move by less than
@@ -362,7 +367,11 @@ against_seq = pd.DataFrame({
     (name, metric): paired_difference(frame, name, "Seq", metric)
     for name in methods if name != "Seq" for metric in ("forgetting_task_aware", "last_accuracy_task_aware",
                                                        "last_accuracy")}).T
-against_seq[["mean", "std", "min", "max"]].round(1)
+display(against_seq[["mean", "std", "min", "max"]].round(1))
+# the reading below, on these runs
+exact_runs, seq_runs = frame[frame.method == "energy=0"], frame[frame.method == "Seq"]
+assert exact_runs.forgetting_task_aware.abs().max() < 1e-9 and seq_runs.forgetting_task_aware.min() > 0.02
+assert (frame.last_accuracy < frame.last_accuracy_task_aware).all()
 
 # %% [markdown]
 # What to read from the tables and the plots:

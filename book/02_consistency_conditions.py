@@ -217,6 +217,9 @@ table = pd.DataFrame([{"update": name, "block 1 output": block_output_change(enc
                       for name, d in cases.items()]).set_index("update")
 table.to_csv(out / "exact_invariance.csv")
 print(table.to_string(float_format="%.2e"))
+# the text below: rounding level with both, a visible change with either alone, twelve decades apart
+assert table.iloc[0].max() < 1e-12 and table.iloc[1:3].min().min() > 1e-4
+assert table.iloc[3].min() / table.iloc[0].max() > 1e12
 
 # %% [markdown]
 # With both conditions the old outputs move by about $10^{-14}$ relative (printed above): float64
@@ -234,6 +237,7 @@ one_head = collect_conditions(encoder, [old_images], heads=(0,))
 left_h, right_h, _ = condition_projectors(one_head, EXACT, dtype=torch.float64)
 print(f"projectors from head 0 only:  {offset_change(encoder, old_images, left_h @ g @ right_h):.2e}")
 print(f"projectors from all {heads} heads: {offset_change(encoder, old_images, left @ g @ right):.2e}")
+assert offset_change(encoder, old_images, left_h @ g @ right_h) > 1e6 * offset_change(encoder, old_images, left @ g @ right)
 
 # %% [markdown]
 # ## 2.6 Through the LayerNorm
@@ -287,6 +291,11 @@ ax.legend(fontsize=7)
 ax.grid(alpha=0.3)
 savefig(fig, out / "layernorm_steps.png")
 print(pd.DataFrame(rows).to_string(index=False, float_format="%.2e"))
+slopes = [row["slope (log-log)"] for row in rows]
+at_1e3 = [row["change at eps=1e-3"] for row in rows]
+# the text below: linear, linear, quadratic; all far below the unprojected change; ln_exact alone helps little
+assert abs(slopes[0] - 1) < 0.2 and abs(slopes[1] - 1) < 0.2 and abs(slopes[2] - 2) < 0.2
+assert max(at_1e3) < 0.1 * unprojected[3] and at_1e3[1] > 0.3 * at_1e3[0]
 
 # %% [markdown]
 # The paper's projectors, applied to raw prompts, leave a change *linear* in the step: the dropped
@@ -300,9 +309,10 @@ print(pd.DataFrame(rows).to_string(index=False, float_format="%.2e"))
 # ## 2.7 Real data, real prompt length: approximate null spaces
 #
 # With NSP²'s $m = 4$ prompts and a whole task of images, $\Omega_2$ has thousands of rows in
-# $\mathbb R^4$ and $\Omega_1$ thousands in $\mathbb R^D$: the exact null spaces are empty. NSP²
-# therefore keeps the directions past the *knee* of each spectrum (its adaptive rule), normalises
-# the projector and mixes it with the identity by $\eta_1, \eta_2$ (0.97 for CIFAR-100).
+# $\mathbb R^4$ and $\Omega_1$ thousands in $\mathbb R^D$: the exact null spaces are empty, or keep a
+# direction at most (printed below). NSP² therefore keeps the directions past the *knee* of each
+# spectrum (its adaptive rule), normalises the projector and mixes it with the identity by
+# $\eta_1, \eta_2$ (0.97 for CIFAR-100).
 
 # %%
 encoder4 = PromptedEncoder(pretrained_tiny_vit(progress=False).double(), None, 4,
@@ -317,6 +327,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", EmptyNullSpaceWarning)
     _, _, exact4 = condition_projectors(task_recorder, EXACT, dtype=torch.float64)
 print(f"{len(seen)} images; exact null-space dimensions per layer:", [(a.null_dim, b.null_dim) for a, b in exact4])
+assert all(a.null_dim <= 1 and b.null_dim == 0 for a, b in exact4)   # (almost) no room for a strict projection
 
 layer = encoder4.bank.layers[0]
 c1, c2 = task_recorder.affinity[layer].matrix, task_recorder.aggregation[layer].matrix
@@ -327,10 +338,17 @@ for ax, cov, name in [(axes[0], c1, "affinity $\\Omega_1^T\\Omega_1$"), (axes[1]
                   title=f"Layer {layer + 1}: {name}")
 fig.tight_layout()
 savefig(fig, out / "spectra_task.png")
+s1 = null_space_basis(c1, NullSpaceRule("adaptive"))
+knee = s1.info.dim - s1.info.null_dim
+spectrum = s1.singular_values
+print(f"affinity, layer {layer + 1}: eigenvalue 24 / eigenvalue 1 = {float(spectrum[23] / spectrum[0]):.1e}; the adaptive "
+      f"rule keeps {s1.info.null_dim} of {s1.info.dim} directions (cut after {knee}); aggregation: keeps "
+      f"{null_space_basis(c2, NullSpaceRule('adaptive')).info.null_dim} of {c2.shape[0]}")
+assert float(spectrum[23] / spectrum[0]) < 1e-3 and null_space_basis(c2, NullSpaceRule("adaptive")).info.null_dim == 3
 
 # %% [markdown]
-# The affinity spectrum falls by four orders of magnitude over its first couple of dozen directions,
-# and the adaptive rule starts the null space at that knee. The aggregation matrix is only
+# The affinity spectrum falls by more than three orders of magnitude over its first couple of dozen
+# directions (printed), and the adaptive rule starts the null space at that knee. The aggregation matrix is only
 # $4 \times 4$; its spectrum has no knee, and the rule keeps all but the top direction. The null
 # spaces are approximate, so old outputs now move. How far, as $\eta$ and the size of the null
 # space change? We hold the proposed step fixed (a random direction scaled to 1% of the prompts'
@@ -391,12 +409,18 @@ at_paper = sweep[(sweep.sweep == "eta (adaptive rule)") & (sweep.x == 0.97)].ilo
 print(f"at eta = 0.97: old features move {baseline / at_paper.change:.1f}x less than unprojected, "
       f"and the step itself is {at_paper['step norm / proposed']:.3f} of the proposed one "
       f"({baseline / at_paper.change * at_paper['step norm / proposed']:.1f}x less per unit of step)")
+energy_rows = sweep[sweep.sweep == "energy (eta = 1)"].set_index("x")
+shorter, per_unit = 1 / at_paper["step norm / proposed"], baseline / at_paper.change * at_paper["step norm / proposed"]
+assert shorter > per_unit > 1                                          # most from the length, the rest from the direction
+assert energy_rows.loc[1e-3, "aggregation null dim"] == 0 and energy_rows.loc[1e-3, "change"] == 0
+assert energy_rows.change.iloc[-1] > 3 * energy_rows.loc[1e-2, "change"]   # wider null spaces: more change overall
 
 # %% [markdown]
 # Lowering $\eta$ lets the identity back in, and the old outputs move more, up to the unprojected
 # change at $\eta = 0$. At the paper's $\eta = 0.97$ (the printed line) most of the reduction
 # comes from the step being shorter, the rest from its direction: per unit of step, the projected
-# update moves old features less than a random one. Widening the null space (larger energy $\varepsilon$) moves them more as well; at
+# update moves old features less than a random one. Widening the null space (larger energy
+# $\varepsilon$) moves them more overall, though not at every step of the sweep; at
 # $\varepsilon = 10^{-3}$ the aggregation null space is empty, the update is zero and the point
 # is off the log axis. Both knobs trade stability for plasticity, the trade-off of
 # chapter 1, now inside attention. Chapter 3 trains NSP² through a whole task sequence.
@@ -410,8 +434,8 @@ print(f"at eta = 0.97: old features move {baseline / at_paper.change:.1f}x less 
 # * The conditions are on the layer-normed prompts. The paper assumes LayerNorm's statistics stay
 #   put (drift penalty) and drops the LN gain and $1/\sigma$; keeping them and adding the
 #   mean/std-invariant directions makes LayerNorm a second-order effect.
-# * With real data and $m = 4$ the exact null spaces are empty; the adaptive rule and $\eta$ make
-#   them approximate.
+# * With real data and $m = 4$ the exact null spaces are empty or nearly so; the adaptive rule and
+#   $\eta$ make them approximate.
 #
 # ## Exercises
 #

@@ -29,7 +29,7 @@
 # %% tags=["parameters"]
 seed = 0
 max_tasks = None        # None: all 10 tasks
-run_root = None         # None: build/outputs/06_null_space_atlas/runs; runs resume from here
+run_root = None         # None: the book's run folder, where chapters 3 and 5 leave these runs; resumable
 
 # %%
 # a mistyped parameter (papermill -p NAME VALUE) stops here instead of being silently ignored
@@ -39,23 +39,27 @@ parameters = check_parameters(globals(), {"seed", "max_tasks", "run_root"},
                               types={"seed": int, "max_tasks": (int, type(None)), "run_root": (str, type(None))})
 
 # %%
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
 from nscl.atlas import subspace_overlap
-from nscl.paths import output_dir
+from nscl.paths import book_runs, output_dir, repo_root
 from nscl.presets import dmnsp_experiment, nsp2_experiment
 from nscl.viz import savefig
 
 out = output_dir("06_null_space_atlas")
-runs = run_root or out / "runs"
 nsp2 = nsp2_experiment("tiny", "vit", controls=False).with_run(progress=False, max_tasks=max_tasks)
-dmnsp = dmnsp_experiment("tiny", variants=("paper", "energy-0.985"), joint=False).with_run(progress=False,
-                                                                                           max_tasks=max_tasks)
-_, nsp2_results = nsp2.run_all(seeds=[seed], run_root=runs / "nsp2", only=["VPT-NSP²"])
-_, dmnsp_results = dmnsp.run_all(seeds=[seed], run_root=runs / "dmnsp", only=["DMNSP", "DMNSP (energy-0.985)"])
+dmnsp = dmnsp_experiment("tiny", variants=("paper", "energy-0.985"), joint=False,
+                         record_parameters=True).with_run(progress=False, max_tasks=max_tasks)   # as chapters 4-5
+# the same runs as chapters 3 and 5 (same settings and seed): read back from the book's run folder if they ran
+nsp2_runs = Path(run_root) / "nsp2" if run_root else book_runs(f"nsp2-tiny-vit-{nsp2.benchmark.id}")
+dmnsp_runs = Path(run_root) / "dmnsp" if run_root else book_runs(f"dmnsp-tiny-{dmnsp.benchmark.id}")
+_, nsp2_results = nsp2.run_all(seeds=[seed], run_root=nsp2_runs, only=["VPT-NSP²"])
+_, dmnsp_results = dmnsp.run_all(seeds=[seed], run_root=dmnsp_runs, only=["DMNSP", "DMNSP (energy-0.985)"])
 nsp2_report = nsp2_results[("VPT-NSP²", seed)].extras["report"]
 pooled_report = dmnsp_results[("DMNSP", seed)].extras["report"]
 intersect_report = dmnsp_results[("DMNSP (energy-0.985)", seed)].extras["report"]
@@ -181,6 +185,7 @@ for name, matrix in overlaps.items():
     off = matrix[~np.eye(n_tasks, dtype=bool)]
     print(f"{name}: mean overlap between different tasks {off.mean():.2f} (min {off.min():.2f}); "
           f"random 8-dim subspaces of R^{dim}: {8 / dim:.2f}")
+    assert off.mean() > 5 * 8 / dim   # "far above" random, the text below
 
 # %% [markdown]
 # The printed means are far above what random subspaces would share: the tasks' dominant feature
@@ -208,7 +213,11 @@ summary = pd.DataFrame({"W_down rank, intersection": down_rank(intersect_report)
                         "directions removed, summed over layers": removed.groupby("task").k.sum()})
 summary.index = summary.index + 1
 print(f"dimension of x: {dim}")
-summary
+display(summary)
+# the text below, on this run: each layer alone removes fewer than the dimension, all together more; the
+# intersection is empty from the first projected task on, the pooled rule keeps room throughout
+assert removed.k.max() < dim < summary["directions removed, summed over layers"].min()
+assert (summary["W_down rank, intersection"] == 0).all() and summary["W_down rank, pooled"].min() > 0
 
 # %% [markdown]
 # Each layer alone removes well under the full dimension, but the layers' removed directions are
@@ -219,7 +228,16 @@ summary
 # average over the layers* (each layer's matrix scaled to unit trace): it keeps room for $W_{down}$
 # through all tasks (second column), at the price that each layer may leak up to $L$ times the 1.5%
 # tail energy into the shared null space.
-#
+
+# %%
+matrices5 = pd.read_csv(repo_root() / "benchmarks" / "results" / "dmnsp_tiny_3seeds_accuracy.csv")
+diagonal5 = matrices5[matrices5.train_task == matrices5.eval_task]
+plasticity5 = diagonal5.groupby(["method", "seed"]).accuracy_task_aware.mean().groupby("method").mean() * 100
+print(f"plasticity over three seeds (task-aware diagonal, chapter 5): DMNSP {plasticity5['DMNSP']:.1f}%, "
+      f"adapter-Seq {plasticity5['adapter-Seq']:.1f}%")
+assert abs(plasticity5["adapter-Seq"] - plasticity5["DMNSP"]) < 1.5   # "nearly as well", the summary below
+
+# %% [markdown]
 # ## Summary
 #
 # * The spectra fall steeply; the cuts sit where the methods' rules put them, and the tables give
@@ -227,7 +245,7 @@ summary
 # * The tasks' dominant directions overlap strongly on this benchmark. For NSP² this leaves a new
 #   task's gradient little inside the null space, and its prompts barely move (chapter 3); DMNSP's
 #   pooled null space of the adapter inputs still leaves room for its adapters to learn each new
-#   task about as well as adapter-Seq (chapter 5's plasticity table).
+#   task nearly as well as adapter-Seq (chapter 5's plasticity over three seeds, printed above).
 # * An exact multi-layer intersection can run out of room entirely; pooling the layers keeps room at
 #   a bounded cost in leakage.
 #

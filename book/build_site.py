@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -43,6 +44,16 @@ CONF_EXTRA = """
 # Added by book/build_site.py: a static, offline book.
 extensions = [e for e in extensions if e not in ("sphinx_thebe", "sphinx_comments")]
 """
+
+
+def inline_marked_files(page: Path) -> str:
+    """The page's text, each line `<!-- expected answers: PATH -->` replaced by the file at PATH (from the
+    repository root): generated tables stay in their own file and still render inside the page."""
+    lines = []
+    for line in page.read_text(encoding="utf-8").splitlines():
+        marker = re.fullmatch(r"<!-- [\w ]+: (\S+) -->", line.strip())
+        lines.append((ROOT / marker.group(1)).read_text(encoding="utf-8") if marker else line)
+    return "\n".join(lines) + "\n"
 
 
 def chapter_sources(book: Path = BOOK) -> list[Path]:
@@ -110,7 +121,7 @@ def assemble(executed: Path, out: Path, *, allow_missing: bool = False,
     for name in PAGES:
         shutil.copy2(BOOK / name, out / name)
     for source, name in EXTRA_PAGES.items():
-        shutil.copy2(BOOK / source, out / name)
+        (out / name).write_text(inline_marked_files(BOOK / source), encoding="utf-8")
     for name in chapters:
         nb = executed / f"{name}.ipynb"
         check_notebook(nb)

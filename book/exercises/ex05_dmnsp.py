@@ -339,9 +339,15 @@ def test_q3_hidden(q3_pooled_dim, q3_intersect_dim, covs, theta, pooled_null_pro
         intersect = round(float(torch.trace(common_null_projector(covs, rule, "intersect"))))
     assert q3_pooled_dim == pooled, "q3_pooled_dim: the rank (trace) of the pooled projector"
     assert q3_intersect_dim == intersect, "q3_intersect_dim: the rank of the intersection of the layers' null spaces"
-    scaled = [c * (10.0 ** i) for i, c in enumerate(covs)]
-    assert torch.allclose(pooled_null_projector(scaled, theta).double(),
-                          common_null_projector(scaled, rule, "pooled"), atol=1e-7), \
+    # Two layers of very different scales and distinct eigenvalues (so every cut is well defined), built so
+    # that the share 0.9 leaves 9 free directions of 16 when each layer counts equally (unit trace) and 10
+    # when the larger one dominates.
+    q = torch.linalg.qr(torch.randn(16, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64))[0]
+    small = torch.tensor([2.0, 1.0], dtype=torch.float64)
+    large = 1e3 * torch.arange(8, 0, -1, dtype=torch.float64)
+    scaled = [q[:, :2] @ torch.diag(small) @ q[:, :2].T, q[:, 2:10] @ torch.diag(large) @ q[:, 2:10].T]
+    assert torch.allclose(pooled_null_projector(scaled, 0.9).double(),
+                          common_null_projector(scaled, NullSpaceRule("energy", 0.1), "pooled"), atol=1e-7), \
         "when the layers' scales differ, every layer must count equally: normalise each to unit trace"
 
 
@@ -477,11 +483,16 @@ hidden: true
 def test_q5_hidden(q5_forgetting, q5_answer, dmnsp_result):
     assert abs(q5_forgetting["DMNSP"] - dmnsp_result.metrics.forgetting) < 1e-12, \
         "q5_forgetting['DMNSP']: the forgetting of the run at the top of the notebook"
-    assert q5_forgetting["DMNSP"] < q5_forgetting["adapter-Seq"], "DMNSP should forget less than adapter-Seq here"
-    assert abs(q5_forgetting["DMNSP, lambda = 30"] - q5_forgetting["DMNSP"]) < 0.02, \
-        "with lambda = 30 the forgetting should be within a couple of points of DMNSP's: same seed, same data?"
-    expected = "b"
-    assert q5_answer == expected, "q5_answer: compare the three numbers with what task 4 showed"
+    # The letters your numbers support: "c" when DMNSP does not forget clearly less than adapter-Seq; else
+    # the share of DMNSP's gain over Seq that lambda = 30 gives up: "b" up to 35%, "a" from 65% (either between).
+    f = q5_forgetting
+    gain = f["adapter-Seq"] - f["DMNSP"]
+    if gain < 0.01:
+        accepted = {"c"}
+    else:
+        lost = (f["DMNSP, lambda = 30"] - f["DMNSP"]) / gain
+        accepted = ({"b"} if lost < 0.65 else set()) | ({"a"} if lost > 0.35 else set())
+    assert q5_answer in accepted, "q5_answer: compare the three numbers with what task 4 showed"
 
 
 # %% [raw]

@@ -2,6 +2,7 @@
 
     python -m book.exercises.tools time [build/exercises/solution/*.ipynb]
     python -m book.exercises.tools seeds --seeds 0 1 2 build/exercises/solution/ex03_nsp2.ipynb
+    python -m book.exercises.tools seeds --markdown book/exercises/expected_answers.md   # the teachers' tables
 
 `execute` runs a built notebook's code cells in this process (Otter's own cells skipped) and returns
 its global namespace with the seconds spent per question: the cells from one `grader.check` to the
@@ -112,16 +113,55 @@ def answers(env: dict) -> dict:
     return out
 
 
+def flat_answers(env: dict) -> dict[str, object]:
+    """The scalar answers of an executed notebook, dicts and one-column tables spread out as name[key]."""
+    flat: dict[str, object] = {}
+    for key, value in answers(env).items():
+        if isinstance(value, dict):
+            for inner, item in value.items():
+                if isinstance(item, dict):   # a DataFrame's to_dict(): column -> {row: value}
+                    continue
+                flat[f"{key}[{inner}]"] = item
+        elif isinstance(value, (int, float, str, bool)) or value is None:
+            flat[key] = value
+    return flat
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def markdown_tables(rows: dict[str, dict[int, dict[str, object]]]) -> str:
+    """One Markdown table per set: a row per seed, a column per scalar answer."""
+    parts = []
+    for name, by_seed in rows.items():
+        columns = list(dict.fromkeys(k for answers_ in by_seed.values() for k in answers_))
+        parts += [f"**{name}**", "", "| seed | " + " | ".join(f"`{c}`" for c in columns) + " |",
+                  "|---|" + "---|" * len(columns)]
+        for seed, answers_ in by_seed.items():
+            parts.append(f"| {seed} | " + " | ".join(_cell(answers_.get(c, "")) for c in columns) + " |")
+        parts.append("")
+    return "\n".join(parts)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="time the solutions of built exercise notebooks, per question; "
                                                  "or print their answers for several seeds")
     parser.add_argument("command", choices=["time", "seeds"])
     parser.add_argument("notebooks", nargs="*", type=Path)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--markdown", type=Path, help="seeds: also write the answers as Markdown tables here")
     args = parser.parse_args(argv)
     root = Path(__file__).resolve().parents[2]
     notebooks = args.notebooks or sorted((root / "build" / "exercises" / "solution").glob("*.ipynb"))
     if args.command == "seeds":
+        tables: dict[str, dict[int, dict[str, object]]] = {}
         for path in notebooks:
             for seed in args.seeds:
                 try:
@@ -130,6 +170,16 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"{path.stem} seed {seed}: FAILED {type(exc).__name__}: {exc}", flush=True)
                     continue
                 print(f"{path.stem} seed {seed}: {answers(env)}", flush=True)
+                if "seed" in env:   # sets without a seed give the same answers for every seed
+                    tables.setdefault(path.stem, {})[seed] = flat_answers(env)
+        if args.markdown:
+            from nscl.models.artifacts import machine_description, read_manifest
+
+            weights = ", ".join(f"{k}@{v['identity']}" for k, v in sorted(read_manifest().items()))
+            header = (f"<!-- written by `python -m book.exercises.tools seeds --markdown {args.markdown}`; "
+                      f"weights {weights}; {machine_description()} -->\n\n")
+            args.markdown.write_text(header + markdown_tables(tables))
+            print(f"-> {args.markdown}")
         return
     for path in notebooks:
         start = time.perf_counter()
