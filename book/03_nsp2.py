@@ -482,7 +482,7 @@ assert (per_layer.ce_both_null < per_layer.random_both_null / 3).all()
 assert (per_layer.ce_affinity_null < per_layer.random_affinity_null / 2).all()
 assert (per_layer.penalty_over_ce_norm > 5).all() and (per_layer.adam_update_survival < 0.2).all()
 assert (per_layer.penalty_both_null > per_layer.ce_both_null).all()
-assert (per_layer.prompt_move / per_layer.prompt_norm < 0.01).all()
+assert (per_layer.prompt_move / per_layer.prompt_norm < 0.01).all()   # "thousandths of their norm or less"
 
 # %% [markdown]
 # The null spaces are large (the first printed line): most of the feature directions and most of the
@@ -503,7 +503,7 @@ assert (per_layer.prompt_move / per_layer.prompt_norm < 0.01).all()
 # each update; from its gain inside both null spaces (every other direction is multiplied by 0.03
 # or less) the share of the update's energy inside both follows, and it is close to the penalty
 # gradient's share, not the cross-entropy's (fifth line). What is left for the new task is a tiny
-# step: over the whole second task, each layer's prompts move by a few thousandths of their norm
+# step: over the whole second task, each layer's prompts move by thousandths of their norm or less
 # (last line).
 #
 # The second table, **the lever screen**, runs the tiny benchmark with NSP²'s settings loosened one at

@@ -319,7 +319,7 @@ def test_q3_matches_nscl(pooled_null_projector, covs, theta):
     assert torch.allclose(mine, mine.T, atol=1e-10) and torch.allclose(mine @ mine, mine, atol=1e-8), \
         "not an orthogonal projector: V V^T of orthonormal columns V"
     assert round(float(torch.trace(mine))) == round(float(torch.trace(ref))), \
-        "wrong number of free directions: unit-trace layers, and the share theta is dropped from the top"
+        "wrong number of free directions: normalise each to unit trace, then drop the share theta from the top"
     assert torch.allclose(mine, ref, atol=1e-7), "the same size, but not the same subspace"
 
 

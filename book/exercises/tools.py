@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import numbers
 import re
 import time
 from dataclasses import dataclass
@@ -119,12 +120,15 @@ def flat_answers(env: dict) -> dict[str, object]:
     for key, value in answers(env).items():
         if isinstance(value, dict):
             for inner, item in value.items():
-                if isinstance(item, dict):   # a DataFrame's to_dict(): column -> {row: value}
-                    continue
-                flat[f"{key}[{inner}]"] = item
-        elif isinstance(value, (int, float, str, bool)) or value is None:
+                if _is_scalar(item):   # not a DataFrame's column ({row: value}) nor a run's result
+                    flat[f"{key}[{inner}]"] = item
+        elif _is_scalar(value):
             flat[key] = value
     return flat
+
+
+def _is_scalar(value: object) -> bool:
+    return isinstance(value, (numbers.Number, str)) or value is None
 
 
 def _cell(value: object) -> str:
