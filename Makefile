@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export NSCL_CACHE ?= $(CURDIR)/.cache/nscl
 export PYTHONUNBUFFERED := 1
 
-.PHONY: book test venv notebooks execute html browser-test chromium clean exercises-elsewhere
+.PHONY: book test lint venv notebooks execute html browser-test chromium clean exercises-elsewhere
 
 venv: $(VENV)/.installed
 
@@ -71,13 +71,18 @@ chromium:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
 
-# Unit tests, the exercises on other arithmetic, then the book (each chapter executed once, a cell
+# Lint, unit tests, the exercises on other arithmetic, then the book (each chapter executed once, a cell
 # error fails), then its HTML in a browser.
 test: chromium $(VENV)/.installed
+	@$(MAKE) --no-print-directory lint
 	$(PY) -m pytest -q tests --ignore=tests/test_book_html.py
 	@$(MAKE) --no-print-directory exercises-elsewhere
 	@$(MAKE) --no-print-directory book
 	@$(MAKE) --no-print-directory browser-test
+
+# ruff's lint rules (pyproject.toml [tool.ruff]) on the package, tests, benchmarks and chapters.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
 
 # The exercise sets' answers must not hinge on the machine: run their tests again with 1 thread
 # (other reduction orders) and, beside it, with the backbone weights perturbed at float32 rounding

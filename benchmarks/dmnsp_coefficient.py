@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from nscl.multilayer import coefficients, coefficients_loop, projector_chain
+from nscl.dmnsp.multilayer import coefficients, coefficients_loop, projector_chain
 
 
 def random_bases(layers: int, dim: int, tasks: int, generator: torch.Generator) -> list[torch.Tensor]:

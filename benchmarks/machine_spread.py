@@ -96,8 +96,8 @@ def run_profile(profile: str, family: str, seed: int, run_root: Path) -> list[di
     if done.returncode != 0:
         raise RuntimeError(f"{profile} / {family} / seed {seed} failed:\n{done.stderr[-4000:]}")
     rows = [json.loads(line[len("RESULT "):]) for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    from nscl.reproducibility import trained_parameter_gap
-    from nscl.sweeps import slug
+    from nscl.experiment.result import slug
+    from nscl.results.reproducibility import trained_parameter_gap
 
     # how far the trained parameters themselves moved from the reference machine's (its run dir, if present)
     for row in rows:
@@ -109,7 +109,7 @@ def run_profile(profile: str, family: str, seed: int, run_root: Path) -> list[di
 
 def spread_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Per family, method and metric: seed std (native) and the largest |profile - native| over seeds, in points."""
-    from nscl.reproducibility import machine_spread
+    from nscl.results.reproducibility import machine_spread
 
     return machine_spread(frame, METRICS)
 

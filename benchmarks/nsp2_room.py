@@ -6,7 +6,7 @@
 Writes two tables to benchmarks/results:
 
 * nsp2_room_gradient.csv: one row per seed and prompted layer. NSP² (tiny recipe) trains task 1, then
-  trains task 2 as usual while every step's prompt gradients are split (`nscl.room`): the share of the
+  trains task 2 as usual while every step's prompt gradients are split (`nscl.analysis.room`): the share of the
   cross-entropy gradient's energy in the affinity null space (D side), the aggregation one (m side) and
   both, beside the expectation for a random direction; the ratio of the drift-penalty gradient's norm
   to the cross-entropy gradient's (median over steps; per layer and over all layers); the share of each Adam update that the
@@ -31,13 +31,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from nscl.consistency import ConditionSpec
-from nscl.nullspace import NullSpaceRule
-from nscl.presets.common import load_benchmark
+from nscl.analysis.room import SurvivalRecorder, loss_gradients, null_bases, null_shares, projector_gain, random_shares
+from nscl.data.benchmarks import load_benchmark
+from nscl.experiment.run import run_continual
 from nscl.models.artifacts import describe, weights_of
-from nscl.presets.nsp2 import build_nsp2, nsp2_experiment, nsp2_recipe
-from nscl.room import SurvivalRecorder, loss_gradients, null_bases, null_shares, projector_gain, random_shares
-from nscl.run import run_continual
+from nscl.nsp2.conditions import ConditionSpec
+from nscl.nsp2.recipe import build_nsp2, nsp2_experiment, nsp2_recipe
+from nscl.nullspace import NullSpaceRule
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -21,8 +21,8 @@ import torch
 
 from nscl.data.loading import BatchTransform
 from nscl.methods.base import TaskInfo
-from nscl.methods.nsp2 import NSP2, NSP2Config
 from nscl.models.backbones import build_vit
+from nscl.nsp2.method import NSP2, NSP2Config
 from nscl.optim import TwoSidedProjection
 
 

@@ -58,13 +58,13 @@ MODELS = {"nsp2": "timm ViT-B/16 at 224 px, prompts in 12 blocks, random weights
 def build(name: str, device: str) -> tuple[ContinualMethod, str, int]:
     """(method with random weights, set up on device; its precision; the recipe's batch size)."""
     if name == "nsp2":
-        from nscl.presets.nsp2 import build_nsp2, nsp2_recipe
+        from nscl.nsp2.recipe import build_nsp2, nsp2_recipe
 
         benchmark, config, run = nsp2_recipe("paper", "vit", "cifar100-10s", device=device)
         method = build_nsp2("paper", "vit", config, benchmark, pretrained=False)
     else:
-        from nscl.methods.dmnsp import DMNSP
-        from nscl.presets.dmnsp import build_clip_for, dmnsp_recipe
+        from nscl.dmnsp.method import DMNSP
+        from nscl.dmnsp.recipe import build_clip_for, dmnsp_recipe
 
         _, config, run = dmnsp_recipe("paper", "cifar100-10-10", device=device)
         clip, tokenizer, transform = build_clip_for("paper", pretrained=False)

@@ -6,7 +6,7 @@
     python benchmarks/tiny_grid.py --seeds 0 --epochs 1 --max-tasks 2 --run-root build/runs/grid_smoke \
         --out build/grid_smoke.csv                        # a smoke test of every point (minutes)
 
-The tiny protocols mirror the papers' shapes (nscl.presets.protocols): 5, 10 or 25 equal tasks and
+The tiny protocols mirror the papers' shapes (nscl.data.protocols): 5, 10 or 25 equal tasks and
 a half-pool first task followed by 5 tasks of 5. Each method runs on its tiny recipe's background
 (NSP² grey, DMNSP tinted) with its own epochs unless --epochs is given, beside:
 
@@ -18,7 +18,7 @@ a half-pool first task followed by 5 tasks of 5. Each method runs on its tiny re
 
 The joint upper bounds are left out: they retrain on all data seen at every task.
 
-Runs go through nscl.sweep into run_root/<method>/<benchmark>/seed<k>/<label>/ (checkpoints, which
+Runs go through nscl.experiment.grid into run_root/<method>/<benchmark>/seed<k>/<label>/ (checkpoints, which
 .gitignore keeps out of git, and the small accuracy.csv, tasks.csv, metrics.json, config.json and
 run.json each run writes). A grid started again skips finished points and resumes the others. The
 CSV has one row per (method, label, benchmark, seed) with every metric of the run's metrics.json.
@@ -34,9 +34,9 @@ from typing import Sequence
 
 import pandas as pd
 
-from nscl.presets.protocols import LOOKALIKES, TINY_BACKGROUND, TINY_SHAPES, tiny_benchmark_id
-from nscl.sweep import SweepRun, expand, format_outcomes, sweep
-from nscl.sweeps import slug
+from nscl.data.protocols import LOOKALIKES, TINY_BACKGROUND, TINY_SHAPES, tiny_benchmark_id
+from nscl.experiment.grid import SweepRun, expand, format_outcomes, sweep
+from nscl.experiment.result import slug
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # per method family: the experiment's methods the grid runs (ExperimentConfig.only short names)
@@ -99,7 +99,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=list(GRID_METHODS), choices=list(GRID_METHODS))
     parser.add_argument("--shapes", nargs="+", default=list(TINY_SHAPES), choices=list(TINY_SHAPES),
-                        help="tiny protocol shapes (nscl.presets.protocols)")
+                        help="tiny protocol shapes (nscl.data.protocols)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=None, help="epochs per task for every point (default: each "
                                                                   "tiny recipe's: NSP² 5, DMNSP 10)")

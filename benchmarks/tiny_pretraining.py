@@ -24,10 +24,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nscl.data import protocols
 from nscl.data.base import TensorImageSet
 from nscl.data.shapes import class_names, make_shapes100
 from nscl.models import tiny
-from nscl.pretrain import CAPTION_TEMPLATES
+from nscl.models.pretrain import CAPTION_TEMPLATES
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]
 
@@ -81,17 +82,17 @@ def main() -> None:
         if path.exists() and (args.only in (None, name)):
             raise SystemExit(f"{path} exists: remove it to measure a fresh pretraining")
 
-    base_test = make_shapes100("test", n_per_class=50, image_size=tiny.TINY_IMAGE_SIZE, classes=tiny.BASE_CLASSES)
-    novel_train = make_shapes100("train", n_per_class=100, image_size=tiny.TINY_IMAGE_SIZE, classes=tiny.NOVEL_CLASSES)
-    novel_test = make_shapes100("test", n_per_class=50, image_size=tiny.TINY_IMAGE_SIZE, classes=tiny.NOVEL_CLASSES)
-    print(f"base classes: {len(tiny.BASE_CLASSES)}, novel classes: {len(tiny.NOVEL_CLASSES)}, "
+    base_test = make_shapes100("test", n_per_class=50, image_size=protocols.TINY_IMAGE_SIZE, classes=protocols.BASE_CLASSES)
+    novel_train = make_shapes100("train", n_per_class=100, image_size=protocols.TINY_IMAGE_SIZE, classes=protocols.NOVEL_CLASSES)
+    novel_test = make_shapes100("test", n_per_class=50, image_size=protocols.TINY_IMAGE_SIZE, classes=protocols.NOVEL_CLASSES)
+    print(f"base classes: {len(protocols.BASE_CLASSES)}, novel classes: {len(protocols.NOVEL_CLASSES)}, "
           f"threads: {torch.get_num_threads()}")
 
     if args.only in (None, "vit"):
-        vit, seconds = timed(lambda: tiny.pretrained_tiny_vit(progress=True, num_classes=len(tiny.BASE_CLASSES)))
+        vit, seconds = timed(lambda: tiny.pretrained_tiny_vit(progress=True, num_classes=len(protocols.BASE_CLASSES)))
         stats = torch.load(tiny.tiny_checkpoint_path("vit", tiny.TINY_VIT_PRETRAIN), weights_only=True)["stats"]
         with torch.no_grad():
-            pred = torch.tensor(tiny.BASE_CLASSES)[encode(vit, base_test).argmax(1)]
+            pred = torch.tensor(protocols.BASE_CLASSES)[encode(vit, base_test).argmax(1)]
         base_acc = float((pred == base_test.targets).float().mean())
         vit.reset_classifier(0)
         probe = linear_probe(vit, novel_train, novel_test)
@@ -102,10 +103,10 @@ def main() -> None:
     if args.only in (None, "clip"):
         (clip, tokenizer), seconds = timed(lambda: tiny.pretrained_tiny_clip(progress=True))
         stats = torch.load(tiny.tiny_checkpoint_path("clip", tiny.TINY_CLIP_PRETRAIN), weights_only=True)["stats"]
-        base_zs = zero_shot(clip, tokenizer, tiny.BASE_CLASSES, base_test)
-        novel_zs = zero_shot(clip, tokenizer, tiny.NOVEL_CLASSES, novel_test)
-        novel_zs_one = zero_shot(clip, tokenizer, tiny.NOVEL_CLASSES, novel_test, templates=CAPTION_TEMPLATES[:1])
-        tasks = [tiny.NOVEL_CLASSES[i:i + 5] for i in range(0, len(tiny.NOVEL_CLASSES), 5)]
+        base_zs = zero_shot(clip, tokenizer, protocols.BASE_CLASSES, base_test)
+        novel_zs = zero_shot(clip, tokenizer, protocols.NOVEL_CLASSES, novel_test)
+        novel_zs_one = zero_shot(clip, tokenizer, protocols.NOVEL_CLASSES, novel_test, templates=CAPTION_TEMPLATES[:1])
+        tasks = [protocols.NOVEL_CLASSES[i:i + 5] for i in range(0, len(protocols.NOVEL_CLASSES), 5)]
         five_way = [zero_shot(clip, tokenizer, task, novel_test) for task in tasks]
         probe = linear_probe(clip.encode_image, novel_train, novel_test)
         print(f"tiny CLIP: pretraining {seconds:6.1f} s ({stats['seconds']:.1f} s training, "

@@ -4,7 +4,7 @@
     python benchmarks/tiny_seeds.py dmnsp --variants paper energy-0.985 code   # + zero-shot, Seq, frozen
 
 Writes benchmarks/results/<method>_tiny_3seeds.csv (one row per method and seed: the metrics of
-`nscl.sweeps.metrics_frame`) and <method>_tiny_3seeds_accuracy.csv (the accuracy matrices, tidy:
+`nscl.results.tables.metrics_frame`) and <method>_tiny_3seeds_accuracy.csv (the accuracy matrices, tidy:
 method, seed, train_task, eval_task, accuracy, accuracy_task_aware, n_test). Runs are checkpointed
 under --run-root, so an interrupted sweep resumes.
 """
@@ -15,10 +15,9 @@ import argparse
 import time
 from pathlib import Path
 
-import pandas as pd
-
-from nscl.presets.dmnsp import VARIANTS, dmnsp_experiment
-from nscl.presets.nsp2 import nsp2_experiment
+from nscl.dmnsp.recipe import VARIANTS, dmnsp_experiment
+from nscl.experiment.result import accuracy_matrices
+from nscl.nsp2.recipe import nsp2_experiment
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -44,9 +43,7 @@ def main() -> None:
     out = args.out or RESULTS / f"{args.method}_tiny_{len(args.seeds)}seeds.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out, index=False)
-    matrices = pd.concat([result.accuracy_frame().assign(method=name, seed=seed)
-                          for (name, seed), result in results.items()], ignore_index=True)
-    matrices.to_csv(out.with_name(out.stem + "_accuracy.csv"), index=False)
+    accuracy_matrices(results).to_csv(out.with_name(out.stem + "_accuracy.csv"), index=False)
     summary = frame.groupby("method", sort=False)[["last_accuracy", "average_incremental_accuracy", "forgetting"]]
     print((summary.mean() * 100).round(2).to_string())
     print(f"{len(results)} runs in {time.perf_counter() - start:.0f} s -> {out}")

@@ -36,7 +36,7 @@ seed = 0
 
 # %%
 # a mistyped parameter (papermill -p NAME VALUE) stops here instead of being silently ignored
-from nscl.config import check_parameters
+from nscl.experiment.config import check_parameters
 
 parameters = check_parameters(globals(), {"samples_per_class", "seed"},
                               types={"samples_per_class": int, "seed": int})
@@ -48,12 +48,19 @@ import pandas as pd
 from matplotlib.patches import FancyBboxPatch
 
 from nscl.data import load_dataset
-from nscl.metrics import (average_incremental_accuracy, backward_transfer, forgetting, forgetting_per_task,
-                          last_accuracy, step_accuracies)
+from nscl.data.protocols import BASE_CLASSES, NOVEL_CLASSES
+from nscl.metrics import (
+    average_incremental_accuracy,
+    backward_transfer,
+    forgetting,
+    forgetting_per_task,
+    last_accuracy,
+    step_accuracies,
+)
 from nscl.models.backbones import count_parameters
-from nscl.models.tiny import BASE_CLASSES, NOVEL_CLASSES, build_tiny_clip, build_tiny_vit
+from nscl.models.tiny import build_tiny_clip, build_tiny_vit
 from nscl.paths import output_dir, repo_root
-from nscl.viz import plot_accuracy_matrix, savefig
+from nscl.results.plots import plot_accuracy_matrix, savefig
 
 out = output_dir("00_introduction")
 

@@ -42,7 +42,7 @@ device = "cpu"
 
 # %%
 # a mistyped parameter (papermill -p NAME VALUE) stops here instead of being silently ignored
-from nscl.config import check_parameters
+from nscl.experiment.config import check_parameters
 
 parameters = check_parameters(
     globals(), {"dataset", "n_tasks", "feature_dim", "hidden", "epochs", "batch_size", "lr", "energies", "seeds",
@@ -58,16 +58,22 @@ import numpy as np
 import pandas as pd
 import torch
 
+from nscl.analysis.invariance import OutputRecorder
 from nscl.data import BatchTransform, ContinualData, Scenario, load_dataset
-from nscl.invariance import OutputRecorder
+from nscl.experiment.experiment import compare
+from nscl.experiment.run import RunConfig, run_continual
 from nscl.methods.linear import SharedLayerClassifier, SharedLayerConfig
 from nscl.models.features import RandomReLUFeatures
-from nscl.nullspace import (EmptyNullSpaceWarning, NullSpaceRule, null_space_basis, null_space_projector,
-                            uncentered_covariance)
+from nscl.nullspace import (
+    EmptyNullSpaceWarning,
+    NullSpaceRule,
+    null_space_basis,
+    null_space_projector,
+    uncentered_covariance,
+)
 from nscl.paths import output_dir
-from nscl.run import RunConfig, run_continual
-from nscl.sweeps import compare, paired_difference, summary_table
-from nscl.viz import plot_accuracy_matrix, plot_metric_sweep, plot_spectrum, savefig
+from nscl.results.plots import plot_accuracy_matrix, plot_metric_sweep, plot_spectrum, savefig
+from nscl.results.tables import paired_difference, summary_table
 
 out = output_dir("01_null_space")
 torch.manual_seed(0)

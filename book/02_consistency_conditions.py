@@ -30,7 +30,7 @@ seed = 0
 
 # %%
 # a mistyped parameter (papermill -p NAME VALUE) stops here instead of being silently ignored
-from nscl.config import check_parameters
+from nscl.experiment.config import check_parameters
 
 parameters = check_parameters(
     globals(), {"n_old_images", "task_images_per_class", "etas", "energies", "seed"},
@@ -44,15 +44,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from nscl.consistency import ConditionSpec, condition_projectors
+from nscl.analysis.invariance import block_output_change, collect_conditions, offset_change, prompt_step_change
 from nscl.data import ContinualData, Scenario, iterate_batches, load_dataset
-from nscl.invariance import block_output_change, collect_conditions, offset_change, prompt_step_change
+from nscl.data.protocols import NOVEL_CLASSES, TINY_IMAGE_SIZE
 from nscl.models.backbones import build_vit
 from nscl.models.encoders import PromptedEncoder
-from nscl.models.tiny import NOVEL_CLASSES, TINY_IMAGE_SIZE, pretrained_tiny_vit, tiny_transform
+from nscl.models.tiny import pretrained_tiny_vit, tiny_transform
+from nscl.nsp2.conditions import ConditionSpec, condition_projectors
 from nscl.nullspace import EmptyNullSpaceWarning, NullSpaceRule, null_space_basis
 from nscl.paths import output_dir
-from nscl.viz import plot_spectrum, savefig
+from nscl.results.plots import plot_spectrum, savefig
 
 out = output_dir("02_consistency_conditions")
 torch.manual_seed(seed)

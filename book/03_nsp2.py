@@ -79,7 +79,7 @@ progress = False         # True: tqdm bars per task (long GPU runs)
 # %%
 # One typed config checks every parameter (names, types, ranges, the benchmark against the recipe, the
 # data folder) before anything is loaded; `python -m nscl run` builds the same ExperimentConfig.
-from nscl.config import ExperimentConfig, check_parameters
+from nscl.experiment.config import ExperimentConfig, check_parameters
 
 check_parameters(globals(), {"preset", "backbone", "benchmark", "seeds", "include_joint", "device", "epochs",
                              "max_tasks", "data_root", "download", "run_root", "progress"},
@@ -95,11 +95,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from nscl.experiment.result import accuracy_matrices
 from nscl.metrics import forgetting_per_task
 from nscl.paths import book_runs, output_dir, repo_root
-from nscl.reproducibility import committed_comparison
-from nscl.sweeps import diagonal_frame, mean_step_accuracies, paired_difference, summary_table
-from nscl.viz import plot_accuracy_matrix, plot_step_accuracies, savefig
+from nscl.results.plots import plot_accuracy_matrix, plot_step_accuracies, savefig
+from nscl.results.reproducibility import committed_comparison
+from nscl.results.tables import diagonal_frame, paired_difference, step_curves, summary_table
 
 experiment = config.experiment()   # Seq, NSP², frozen, joint with the recipe's settings (nothing trained yet)
 seeds = list(config.seeds)
@@ -279,7 +280,7 @@ assert joint_below > (len(seq_row) - 2) / 2 and shortfall < 5
 # The paper's Figure 2 plots the accuracy on all classes seen so far after each task:
 
 # %%
-curves = mean_step_accuracies(results)
+curves = step_curves(accuracy_matrices(results))
 fig, ax = plt.subplots(figsize=(6.5, 4))
 plot_step_accuracies(ax, curves, title=f"{bench.id}: accuracy on seen classes (mean of {len(seeds)} seed(s))")
 savefig(fig, out / "step_accuracies.png")

@@ -56,7 +56,7 @@ progress = False      # True: tqdm bars per task (long GPU runs)
 
 # %%
 # One typed config checks every parameter before anything is loaded (as `python -m nscl run` does).
-from nscl.config import ExperimentConfig, check_parameters
+from nscl.experiment.config import ExperimentConfig, check_parameters
 
 check_parameters(globals(), {"preset", "benchmark", "seed", "device", "epochs", "max_tasks", "data_root", "download",
                              "run_root", "progress"}, types={"seed": int})
@@ -71,10 +71,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from nscl.modalities import across_task_variance, layer_statistics, parameter_set, spread_statistics
+from nscl.analysis.modalities import across_task_variance, layer_statistics, parameter_set, spread_statistics
 from nscl.paths import book_runs, output_dir
-from nscl.sweeps import summary_table
-from nscl.viz import savefig
+from nscl.results.plots import savefig
+from nscl.results.tables import summary_table
 
 experiment = config.experiment()   # the recipe, with every weight recorded after each task
 out = output_dir("04_modalities")

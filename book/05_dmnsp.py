@@ -79,10 +79,10 @@
 
 # %% tags=["parameters"]
 preset = "tiny"             # "tiny" (CPU) or "paper" (OpenAI CLIP ViT-B/16, GPU)
-benchmark = None            # None: shapes100-tinted-10s (tiny) or cifar100-10-10 (paper); see nscl.presets.dmnsp
+benchmark = None            # None: shapes100-tinted-10s (tiny) or cifar100-10-10 (paper); see nscl.dmnsp.recipe
 seeds = [0]
 device = "cpu"
-variants = ["paper", "energy-0.985", "code"]   # see nscl.presets.dmnsp.VARIANTS (also "top1", "per-layer")
+variants = ["paper", "energy-0.985", "code"]   # see nscl.dmnsp.recipe.VARIANTS (also "top1", "per-layer")
 include_joint = False       # the joint upper bound retrains on all data seen so far at every task (slow)
 epochs = None               # None: the recipe's (tiny 10, paper 4)
 max_tasks = None
@@ -93,7 +93,7 @@ progress = False            # True: tqdm bars per task (long GPU runs)
 
 # %%
 # One typed config checks every parameter before anything is loaded (as `python -m nscl run` does).
-from nscl.config import ExperimentConfig, check_parameters
+from nscl.experiment.config import ExperimentConfig, check_parameters
 
 check_parameters(globals(), {"preset", "benchmark", "seeds", "device", "variants", "include_joint", "epochs",
                              "max_tasks", "data_root", "download", "run_root", "progress"},
@@ -114,11 +114,12 @@ import pandas as pd
 import seaborn as sns
 import torch
 
+from nscl.experiment.result import accuracy_matrices
 from nscl.paths import book_runs, output_dir, repo_root
 from nscl.presets import dmnsp_experiment
-from nscl.reproducibility import committed_comparison, stated_tolerance
-from nscl.sweeps import mean_step_accuracies, summary_table
-from nscl.viz import plot_accuracy_matrix, plot_step_accuracies, savefig
+from nscl.results.plots import plot_accuracy_matrix, plot_step_accuracies, savefig
+from nscl.results.reproducibility import committed_comparison, stated_tolerance
+from nscl.results.tables import step_curves, summary_table
 
 experiment = config.experiment()   # zero-shot, Seq, frozen, each DMNSP variant, joint (nothing trained yet)
 seeds = list(config.seeds)
@@ -182,7 +183,7 @@ else:
 
 # %%
 fig, ax = plt.subplots(figsize=(6.5, 4))
-plot_step_accuracies(ax, mean_step_accuracies(results), title=f"{bench.id}: accuracy on seen classes")
+plot_step_accuracies(ax, step_curves(accuracy_matrices(results)), title=f"{bench.id}: accuracy on seen classes")
 savefig(fig, out / "step_accuracies.png")
 first = seeds[0]
 shown = [m for m in ("zero-shot CLIP", "adapter-Seq", "DMNSP") if m in methods]
@@ -323,7 +324,7 @@ table.round(1)
 # a task right after training it (the accuracy matrix's diagonal).
 
 # %%
-from nscl.sweeps import paired_difference
+from nscl.results.tables import paired_difference
 
 tables = repo_root() / "benchmarks" / "results"
 seeded = pd.read_csv(tables / "dmnsp_tiny_3seeds.csv")

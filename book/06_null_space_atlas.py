@@ -33,7 +33,7 @@ run_root = None         # None: the book's run folder, where chapters 3 and 5 le
 
 # %%
 # a mistyped parameter (papermill -p NAME VALUE) stops here instead of being silently ignored
-from nscl.config import check_parameters
+from nscl.experiment.config import check_parameters
 
 parameters = check_parameters(globals(), {"seed", "max_tasks", "run_root"},
                               types={"seed": int, "max_tasks": (int, type(None)), "run_root": (str, type(None))})
@@ -49,7 +49,7 @@ import seaborn as sns
 from nscl.atlas import subspace_overlap
 from nscl.paths import book_runs, output_dir, repo_root
 from nscl.presets import dmnsp_experiment, nsp2_experiment
-from nscl.viz import savefig
+from nscl.results.plots import savefig
 
 out = output_dir("06_null_space_atlas")
 nsp2 = nsp2_experiment("tiny", "vit", controls=False).with_run(progress=False, max_tasks=max_tasks)

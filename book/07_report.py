@@ -37,7 +37,7 @@
 run_root = "benchmarks/results/tiny_grid"   # the runs to report on (relative: from the repository root)
 
 # %%
-from nscl.config import check_parameters
+from nscl.experiment.config import check_parameters
 
 parameters = check_parameters(globals(), {"run_root"}, types={"run_root": str})
 
@@ -46,17 +46,18 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from nscl import report
+from nscl.experiment.grid import failed_points
 from nscl.paths import output_dir
-from nscl.sweep import failed_points
-from nscl.viz import savefig
+from nscl.results import collect, report
+from nscl.results.plots import plot_accuracy_matrix, plot_step_accuracies, savefig
+from nscl.results.tables import method_order, step_curves
 
-root = report.resolve_run_root(run_root)   # a missing root is an error that says how to make one
+root = collect.resolve_run_root(run_root)   # a missing root is an error that says how to make one
 out = output_dir("07_report")
 for stale in [*out.glob("table_*.csv"), *out.glob("accuracy_matrices_*.png"), out / "adam_moments.csv"]:
     stale.unlink(missing_ok=True)   # a root reported earlier may have had other benchmarks
-runs = report.load_runs(root)
-accuracy = report.load_accuracy(runs)
+runs = collect.load_runs(root)
+accuracy = collect.load_accuracy(runs)
 runs.drop(columns="run_dir").to_csv(out / "runs.csv", index=False)
 print(f"{len(runs)} runs under {root}: {runs.method.nunique()} methods, {runs.benchmark.nunique()} benchmarks, "
       f"seeds {sorted(int(s) for s in runs.seed.unique())}")
@@ -82,7 +83,7 @@ print(f"{len(runs)} runs under {root}: {runs.method.nunique()} methods, {runs.be
 # they ran with.
 
 # %%
-held = report.inventory(runs)
+held = collect.inventory(runs)
 held.to_csv(out / "inventory.csv")
 failed = failed_points(root)
 print(f"{len(failed)} failed grid point(s)" + "".join(f"\n  {p['key']}: {p['error']}" for p in failed))
@@ -106,7 +107,7 @@ held
 summary = report.seed_summary(runs)
 summary.to_csv(out / "summary.csv", index=False)
 tables = {}
-for benchmark, tasks_done in report.groups(runs):
+for benchmark, tasks_done in collect.groups(runs):
     table = report.benchmark_table(summary, benchmark, tasks_done)
     tables[(benchmark, tasks_done)] = table
     table.to_csv(out / f"table_{benchmark}_{tasks_done}tasks.csv")
@@ -126,16 +127,16 @@ for (benchmark, tasks_done), table in tables.items():
 # diagonal.
 
 # %%
-methods = report.method_order(runs.method)
+methods = method_order(runs.method)
 colours = dict(zip(methods, sns.color_palette("tab10", len(methods))))
-for benchmark, tasks_done in report.groups(runs):
-    shown = report.method_order(runs[(runs.benchmark == benchmark) & (runs.tasks_done == tasks_done)].method)
+for benchmark, tasks_done in collect.groups(runs):
+    shown = method_order(runs[(runs.benchmark == benchmark) & (runs.tasks_done == tasks_done)].method)
     cols = min(4, len(shown))
     rows = -(-len(shown) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
     for ax, method in zip(axes.flat, shown):
         matrix = report.mean_matrix(accuracy, benchmark, tasks_done, method)
-        report.plot_matrix(ax, matrix, title=method)
+        plot_accuracy_matrix(ax, matrix, title=method, annotate=len(matrix) <= 5)
     for ax in axes.flat[len(shown):]:
         ax.set_visible(False)
     fig.suptitle(f"{benchmark}: mean accuracy matrix over seeds, {tasks_done} tasks")
@@ -151,9 +152,9 @@ for benchmark, tasks_done in report.groups(runs):
 # each line is the table's "last", the mean of its points the table's "avg incremental".
 
 # %%
-curves = report.step_curves(accuracy)
+curves = step_curves(accuracy)
 curves.to_csv(out / "step_accuracies.csv", index=False)
-panels = report.groups(runs)
+panels = collect.groups(runs)
 cols = min(2, len(panels))
 fig, axes = plt.subplots(-(-len(panels) // cols), cols, figsize=(6.5 * cols, 4.2 * -(-len(panels) // cols)),
                          squeeze=False)
@@ -161,8 +162,8 @@ for ax in axes.flat[len(panels):]:
     ax.set_visible(False)
 for ax, (benchmark, tasks_done) in zip(axes.flat, panels):
     mine = curves[(curves.benchmark == benchmark) & (curves.tasks_done == tasks_done)]
-    mine = mine.set_index("method").loc[report.method_order(mine.method)].reset_index()
-    report.plot_step_bands(ax, mine, colours, title=f"{benchmark} ({tasks_done} tasks)")
+    mine = mine.set_index("method").loc[method_order(mine.method)].reset_index()
+    plot_step_accuracies(ax, mine, colours, title=f"{benchmark} ({tasks_done} tasks)")
 fig.tight_layout()
 savefig(fig, out / "step_accuracies.png")
 plt.show()
@@ -183,7 +184,7 @@ plasticity = (diagonal.groupby(["benchmark", "tasks_done", "method", "seed"])[["
 plasticity.columns = ["class-incremental diagonal", "task-aware diagonal"]
 plasticity["gap"] = plasticity["task-aware diagonal"] - plasticity["class-incremental diagonal"]
 plasticity.to_csv(out / "plasticity.csv")
-for (benchmark, tasks_done, method), row in plasticity[plasticity.gap > 50].iterrows():
+for (benchmark, _, method), row in plasticity[plasticity.gap > 50].iterrows():
     print(f"{method} on {benchmark}: task-aware {row['task-aware diagonal']:.1f}% but class-incremental "
           f"{row['class-incremental diagonal']:.1f}% right after learning each task")
 plasticity.round(1)
@@ -281,7 +282,7 @@ else:
 # profiles that ran, with the kernel level and threads each process really used:
 
 # %%
-from nscl.reproducibility import MACHINE_SPREAD_CSV, machine_gaps, machine_spread, stated_tolerance
+from nscl.results.reproducibility import MACHINE_SPREAD_CSV, machine_gaps, machine_spread, stated_tolerance
 
 spread_runs = pd.read_csv(MACHINE_SPREAD_CSV)
 profiles = spread_runs.groupby("profile", sort=False).agg(

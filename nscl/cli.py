@@ -22,7 +22,7 @@ import sys
 import typing
 from typing import Any, Literal, Sequence
 
-from nscl.config import ExperimentConfig, _choices, describe_type, read_config_file
+from nscl.experiment.config import ExperimentConfig, _choices, describe_type, read_config_file
 
 __all__ = ["main", "build_parser"]
 
@@ -84,7 +84,7 @@ def _help(f: dataclasses.Field, hint: Any) -> str:
 def add_config_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
     """One option per ExperimentConfig field (not given: argparse.SUPPRESS, so files keep their values)."""
     hints = typing.get_type_hints(ExperimentConfig)
-    group = parser.add_argument_group("experiment config (nscl.config.ExperimentConfig)")
+    group = parser.add_argument_group("experiment config (nscl.experiment.config.ExperimentConfig)")
     for f in dataclasses.fields(ExperimentConfig):
         if f.name in skip:
             continue
@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="mean ± std tables of the runs under a root",
                                  description="Gather every run directory under RUN_ROOT (metrics.json with its "
                                              "run.json / config.json) into mean ± std tables per benchmark and "
-                                             "method (nscl.sweeps.summary_table), and list failed sweep points.")
+                                             "method (nscl.results.tables.summary_table), and list failed sweep points.")
     report.add_argument("run_root", metavar="RUN_ROOT")
     report.add_argument("--csv", metavar="FILE", help="also write one row per run to this CSV")
 
@@ -184,7 +184,7 @@ def _print_config(config: ExperimentConfig) -> None:
 
 
 def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from nscl.sweeps import summary_table
+    from nscl.results.tables import summary_table
 
     try:
         config = ExperimentConfig.from_dict(_config_values(args))
@@ -206,7 +206,8 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from nscl import sweep as grid
+    from nscl.experiment import grid
+    from nscl.results import collect
 
     try:
         values = _config_values(args, skip=_SWEEP_GRID)
@@ -233,7 +234,7 @@ def _cmd_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         return 0
     outcomes = grid.sweep(runs, address=args.address, backend=args.backend, num_cpus=args.num_cpus)
     print(grid.format_outcomes(outcomes))
-    for title, table in grid.report_tables(run_root).items():
+    for title, table in collect.report_tables(run_root).items():
         print(f"\n== {title} ==\n{table.to_string()}")
     return 1 if any(o["state"] == "failed" for o in outcomes) else 0
 
@@ -241,12 +242,13 @@ def _cmd_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from pathlib import Path
 
-    from nscl import sweep as grid
+    from nscl.experiment import grid
+    from nscl.results import collect
 
     root = Path(args.run_root)
     if not root.is_dir():
         parser.error(f"RUN_ROOT {str(root)!r} is not a directory")
-    tables = grid.report_tables(root)
+    tables = collect.report_tables(root)
     if not tables:
         print(f"no finished task in any run under {root} (looked for metrics.json)")
         return 1
@@ -259,7 +261,7 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         for point in failed:
             print(f"  {point['key']} ({point['run_dir']}): {point['error']}")
     if args.csv:
-        grid.collect_runs(root).to_csv(args.csv, index=False)
+        collect.collect_runs(root).to_csv(args.csv, index=False)
         print(f"\none row per run: {args.csv}")
     return 0
 

@@ -8,7 +8,6 @@ and `phrase` must appear in the failing check's message.
 from __future__ import annotations
 
 
-
 def _ex01_wrong():
     import numpy as np
     import torch

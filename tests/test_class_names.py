@@ -79,12 +79,12 @@ def test_shapes_keep_their_names_and_refuse_a_name_set():
 def test_prompts_keep_the_lineages_class_names():
     """DMNSP and zero-shot CLIP prompt with the names as given ("aquarium_fish", as the official DMNSP);
     NSP²'s CIFAR-100 protocols load NSP²'s own names ("aquarium fish")."""
+    from nscl.data.benchmarks import BENCHMARKS
     from nscl.data.loading import BatchTransform
+    from nscl.dmnsp.method import DMNSP, DMNSPConfig
     from nscl.methods.base import TaskInfo
-    from nscl.methods.dmnsp import DMNSP, DMNSPConfig
     from nscl.methods.zeroshot import ZeroShotCLIP
     from nscl.models.tiny import build_tiny_clip, tiny_tokenizer
-    from nscl.presets.common import BENCHMARKS
 
     seen: list[list[str]] = []
     tokenizer = tiny_tokenizer()

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from nscl.cli import main
-from nscl.config import ExperimentConfig
+from nscl.experiment.config import ExperimentConfig
 
 
 def _help(capsys, *argv):
@@ -68,10 +68,11 @@ def test_invalid_options_exit_2_naming_the_field(argv, message, capsys):
 
 def test_report_prints_mean_and_std_per_benchmark_and_method(tmp_path, capsys):
     from nscl.data import BatchTransform, ContinualData, Scenario, load_dataset
+    from nscl.data.benchmarks import BENCHMARKS
+    from nscl.experiment.experiment import Experiment
+    from nscl.experiment.run import RunConfig
     from nscl.methods.linear import SharedLayerClassifier, SharedLayerConfig
     from nscl.models.features import RandomReLUFeatures
-    from nscl.presets.common import BENCHMARKS, Experiment
-    from nscl.run import RunConfig
 
     digits = ContinualData(load_dataset("digits", "train"), load_dataset("digits", "test"),
                            Scenario.equal_split(list(range(10)), 5))

@@ -1,11 +1,11 @@
-"""nscl.config.ExperimentConfig: validated completely at construction, from dicts and files; check_parameters."""
+"""nscl.experiment.config.ExperimentConfig: validated completely at construction, from dicts and files; check_parameters."""
 
 import json
 import types
 
 import pytest
 
-from nscl.config import ExperimentConfig, check_parameters
+from nscl.experiment.config import ExperimentConfig, check_parameters
 
 
 @pytest.fixture(autouse=True)
@@ -14,9 +14,9 @@ def no_data_or_weights(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("a config loaded data or weights")
 
+    import nscl.data.benchmarks as benchmarks
     import nscl.models.tiny as tiny
-    import nscl.presets.common as common
-    monkeypatch.setattr(common, "load_dataset", forbidden)
+    monkeypatch.setattr(benchmarks, "load_dataset", forbidden)
     monkeypatch.setattr(tiny, "pretrained_tiny_vit", forbidden)
     monkeypatch.setattr(tiny, "pretrained_tiny_clip", forbidden)
 

@@ -62,7 +62,7 @@ def test_imagenet_r_uses_the_official_split_lists(tmp_path):
     picked = {split: [p for w in wnids for p in [q for q in listed if q.startswith(w + "/")][:3]]
               for split, listed in (("train", train_list), ("test", test_list))}
     colours = {"n01443537": (255, 0, 0), "n01484850": (0, 0, 255)}
-    for split, files in picked.items():
+    for files in picked.values():
         for rel in files:
             write_png(tmp_path / "imagenet-r" / rel, colours[rel.split("/")[0]])
     lists = tmp_path / "lists"

@@ -12,13 +12,13 @@ from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 from open_clip.tokenizer import SimpleTokenizer
 
 from nscl.data import BatchTransform, ContinualData, Scenario, load_dataset
+from nscl.dmnsp.bases import common_null_projector, layer_null_space_rule, split_top
+from nscl.dmnsp.method import DMNSP, DMNSPConfig, cosine_lr
+from nscl.dmnsp.multilayer import coefficients, coefficients_loop, gram, intersection_projector, projector_chain
+from nscl.experiment.run import RunConfig, run_continual
 from nscl.methods.base import TaskInfo
-from nscl.methods.dmnsp import DMNSP, DMNSPConfig, cosine_lr
-from nscl.methods.dmnsp_bases import common_null_projector, layer_null_space_rule, split_top
-from nscl.models.adapters import add_adapters, adapter_parameters
+from nscl.models.adapters import adapter_parameters, add_adapters
 from nscl.models.backbones import build_clip
-from nscl.multilayer import coefficients, coefficients_loop, gram, intersection_projector, projector_chain
-from nscl.run import RunConfig, run_continual
 
 
 def small_clip(seed=0):
@@ -51,7 +51,8 @@ def test_adapters_sit_where_the_official_code_puts_them_with_its_parameter_count
 def test_coefficient_on_a_hand_worked_case():
     e = torch.eye(3, dtype=torch.float64)
     u = e[:1]                                               # current top direction e1, one layer
-    ten = lambda cols: torch.stack(cols, dim=1)             # 10 columns -> the top 10% is the single best
+    def ten(cols):
+        return torch.stack(cols, dim=1)             # 10 columns -> the top 10% is the single best
     with_e1 = ten([e[0]] + [e[1]] * 9)                      # best cosine 1   -> 30 e^-1
     orthogonal = ten([e[1], e[2]] * 5)                      # best cosine 0   -> 30
     opposite = ten([-e[0]] + [e[2]] * 9)                    # signed: -1 loses to 0 -> 30
@@ -281,8 +282,8 @@ def test_adamw_update_ignores_a_constant_positive_gradient_scale_until_it_overfl
 
 # -- issue 14: the official seed ---------------------------------------------------------------------
 def test_paper_preset_runs_the_official_seed_32_by_default(monkeypatch):
-    import nscl.presets.common as common
-    from nscl.presets.dmnsp import dmnsp_experiment
+    import nscl.experiment.experiment as common
+    from nscl.dmnsp.recipe import dmnsp_experiment
 
     seen = []
 
@@ -320,7 +321,7 @@ def test_adam_moment_report_shows_an_overflowing_chain_and_seq_stays_finite(shap
 
 # -- the frozen control ------------------------------------------------------------------------------
 def test_frozen_control_keeps_the_visual_adapters_of_task_one_and_trains_text(shapes_tasks):
-    from nscl.presets.dmnsp import dmnsp_experiment
+    from nscl.dmnsp.recipe import dmnsp_experiment
 
     method = make(projection=False, freeze_visual_after_first_task=True, record_parameters=True)
     run_continual(method, shapes_tasks, RunConfig(epochs=1, batch_size=16, progress=False, max_tasks=3))
@@ -355,7 +356,7 @@ def test_pooled_common_null_space_keeps_what_the_exact_intersection_loses():
 
 
 def test_tiny_recipe_pools_and_keeps_the_empty_intersection_as_a_named_variant():
-    from nscl.presets.dmnsp import VARIANTS, dmnsp_recipe
+    from nscl.dmnsp.recipe import VARIANTS, dmnsp_recipe
 
     _, cfg, _ = dmnsp_recipe("tiny")
     assert (cfg.common_space, cfg.energy_threshold) == ("pooled", 0.985)

@@ -28,9 +28,10 @@ pytest.importorskip("otter")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from exercise_wrong_answers import WRONG  # noqa: E402  (tests/ is on sys.path under pytest)
+
 from book.exercises import build as exbuild  # noqa: E402
 from book.exercises import tools  # noqa: E402
-from exercise_wrong_answers import WRONG  # noqa: E402  (tests/ is on sys.path under pytest)
 
 SOURCES = exbuild.sources()
 NAMES = [p.stem for p in SOURCES]

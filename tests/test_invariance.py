@@ -1,6 +1,6 @@
 import torch
 
-from nscl.invariance import block_output_change
+from nscl.analysis.invariance import block_output_change
 from nscl.models.backbones import build_vit
 from nscl.models.encoders import PromptedEncoder
 

@@ -67,7 +67,7 @@ def test_bad_task_sizes_fail_clearly():
 def test_summary_table_mean_and_std_over_seeds():
     import pandas as pd
 
-    from nscl.sweeps import summary_table
+    from nscl.results.tables import summary_table
 
     frame = pd.DataFrame({"method": ["a", "a", "b"], "last_accuracy": [0.5, 0.7, 0.4],
                           "average_incremental_accuracy": [0.6, 0.8, 0.5], "forgetting": [0.1, 0.3, 0.2]})
@@ -79,7 +79,7 @@ def test_summary_table_mean_and_std_over_seeds():
 def test_paired_difference_and_diagonals_on_known_runs():
     import pandas as pd
 
-    from nscl.sweeps import diagonal_frame, paired_difference
+    from nscl.results.tables import diagonal_frame, paired_difference
 
     frame = pd.DataFrame({"method": ["a", "a", "b", "b", "b"], "seed": [0, 1, 0, 1, 2],
                           "forgetting": [0.10, 0.20, 0.15, 0.35, 0.9]})

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from nscl.modalities import across_task_variance, layer_statistics, parameter_set, spread_statistics, tower_of
+from nscl.analysis.modalities import across_task_variance, layer_statistics, parameter_set, spread_statistics, tower_of
 
 V_UP, V_DOWN = "visual.transformer.resblocks.0.adaptmlp.up_proj.weight", "visual.transformer.resblocks.0.adaptmlp.down_proj.weight"
 T_UP, T_DOWN = "transformer.resblocks.0.adaptmlp.up_proj.weight", "transformer.resblocks.0.adaptmlp.down_proj.weight"

@@ -13,14 +13,14 @@ import torch
 from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 from open_clip.tokenizer import SimpleTokenizer
 
-from nscl.consistency import ConditionRecorder, ConditionSpec, condition_projectors, drift_penalty
 from nscl.data import BatchTransform, ContinualData, Scenario, load_dataset
-from nscl.methods.nsp2 import NSP2, NSP2Config, seq_config
+from nscl.experiment.run import RunConfig, run_continual
 from nscl.models.backbones import build_clip, build_vit, count_parameters
 from nscl.models.encoders import PromptedEncoder
+from nscl.nsp2.conditions import ConditionRecorder, ConditionSpec, condition_projectors, drift_penalty
+from nscl.nsp2.method import NSP2, NSP2Config, seq_config
+from nscl.nsp2.refine import RefineConfig
 from nscl.nullspace import NullSpaceRule
-from nscl.refine import RefineConfig
-from nscl.run import RunConfig, run_continual
 
 EXACT = ConditionSpec(NullSpaceRule("energy", 0.0), NullSpaceRule("energy", 0.0), 1.0, 1.0, normalize=False)
 

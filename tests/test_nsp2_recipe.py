@@ -5,14 +5,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from test_nsp2 import shapes_tasks, tiny_nsp2  # noqa: F401  (fixture and builder shared with test_nsp2)
 from timm.scheduler import create_scheduler_v2
 
+from nscl.experiment.run import RunConfig, repeated, run_continual
 from nscl.methods.base import TaskInfo
-from nscl.methods.nsp2 import NSP2Config, control_configs, multistep_lr
 from nscl.models.encoders import TaskHeads
-from nscl.presets.nsp2 import nsp2_experiment
-from nscl.run import RunConfig, repeated, run_continual
-from test_nsp2 import shapes_tasks, tiny_nsp2  # noqa: F401  (fixture and builder shared with test_nsp2)
+from nscl.nsp2.method import NSP2Config, control_configs, multistep_lr
+from nscl.nsp2.recipe import nsp2_experiment
 
 
 def official_epoch_lrs(lr: float, milestones: list[int], epochs: int) -> list[float]:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from nscl.methods.base import TaskInfo
-from nscl.presets.nsp2 import build_nsp2, nsp2_recipe
+from nscl.nsp2.recipe import build_nsp2, nsp2_recipe
 
 CLASSES = ("apple", "aquarium_fish", "baby", "bear")
 
@@ -55,8 +55,8 @@ def test_nsp2_paper_preset_takes_projected_steps_at_paper_size(backbone):
 def test_dmnsp_paper_preset_takes_projected_steps_at_paper_size(variant):
     from dataclasses import replace
 
-    from nscl.methods.dmnsp import DMNSP
-    from nscl.presets.dmnsp import VARIANTS, build_clip_for, dmnsp_recipe
+    from nscl.dmnsp.method import DMNSP
+    from nscl.dmnsp.recipe import VARIANTS, build_clip_for, dmnsp_recipe
 
     _, config, _ = dmnsp_recipe("paper", "cifar100-10-10")
     config = replace(config, basis_batch_size=2, **VARIANTS[variant])

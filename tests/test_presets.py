@@ -18,7 +18,7 @@ def test_reference_text_cites_the_paper_or_says_there_is_none():
 
 
 def test_dmnsp_variants_are_named_changes_of_the_recipe():
-    from nscl.presets.dmnsp import VARIANTS, dmnsp_experiment, dmnsp_recipe
+    from nscl.dmnsp.recipe import VARIANTS, dmnsp_experiment, dmnsp_recipe
 
     benchmark, cfg, _ = dmnsp_recipe("tiny")
     assert benchmark == "shapes100-tinted-10s" and cfg.energy_threshold == 0.985

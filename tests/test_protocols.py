@@ -8,16 +8,15 @@ import re
 
 import pytest
 
-from nscl.config import ExperimentConfig
-from nscl.models.tiny import NOVEL_CLASSES
+from nscl.data import protocols
+from nscl.data.benchmarks import BENCHMARKS, Benchmark, benchmark_scenario
+from nscl.data.protocols import LOOKALIKES, NOVEL_CLASSES, PAPER_PROTOCOLS, TINY_SHAPES, lookalike, tiny_protocols
+from nscl.dmnsp import recipe as dmnsp_module
+from nscl.dmnsp.recipe import dmnsp_experiment, dmnsp_recipe
+from nscl.experiment.config import ExperimentConfig
+from nscl.nsp2 import recipe as nsp2_module
+from nscl.nsp2.recipe import VPT_SOURCE, nsp2_experiment, nsp2_recipe
 from nscl.paths import repo_root
-from nscl.presets import dmnsp as dmnsp_module
-from nscl.presets import nsp2 as nsp2_module
-from nscl.presets import protocols
-from nscl.presets.common import BENCHMARKS, Benchmark, benchmark_scenario
-from nscl.presets.dmnsp import dmnsp_experiment, dmnsp_recipe
-from nscl.presets.nsp2 import VPT_SOURCE, nsp2_experiment, nsp2_recipe
-from nscl.presets.protocols import LOOKALIKES, PAPER_PROTOCOLS, TINY_SHAPES, lookalike, tiny_protocols
 
 DATA_FOLDERS = ("cifar-100-python", "imagenet-r", "domainnet", "tiny-imagenet-200")
 TASK_SIZES = {"5s": (10,) * 5, "10s": (5,) * 10, "25s": (2,) * 25, "25-5": (25,) + (5,) * 5}
@@ -29,10 +28,10 @@ def no_data_or_weights(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("loaded data or weights")
 
+    import nscl.data.benchmarks as benchmarks
     import nscl.models.backbones as backbones
     import nscl.models.tiny as tiny
-    import nscl.presets.common as common
-    monkeypatch.setattr(common, "load_dataset", forbidden)
+    monkeypatch.setattr(benchmarks, "load_dataset", forbidden)
     for module, names in ((tiny, ("pretrained_tiny_vit", "pretrained_tiny_clip")),
                           (backbones, ("build_vit", "build_clip"))):
         for name in names:
@@ -203,7 +202,7 @@ def test_the_tiny_grid_runs_each_method_and_its_controls_on_every_tiny_protocol(
 @pytest.mark.parametrize("method, label, benchmark", [("nsp2", "VPT-NSP²", "shapes100-25-5"),
                                                       ("dmnsp", "DMNSP", "shapes100-tinted-25-5")])
 def test_a_two_task_run_on_the_large_base_protocol(method, label, benchmark, tmp_path, monkeypatch):
-    from nscl.presets.common import load_benchmark
+    from nscl.data.benchmarks import load_benchmark
 
     monkeypatch.setenv("NSCL_CACHE", os.environ.get("NSCL_CACHE", str(repo_root() / ".cache" / "nscl")))
     experiment = ExperimentConfig(method=method, benchmark=benchmark, epochs=1, max_tasks=2).experiment()

@@ -1,4 +1,4 @@
-"""nscl.report on a synthetic run root: two methods per family, two seeds, known accuracy matrices."""
+"""nscl.results.report on a synthetic run root: two methods per family, two seeds, known accuracy matrices."""
 
 import json
 import math
@@ -8,9 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from nscl import report
 from nscl.metrics import summarize
-from nscl.sweep import report_tables
+from nscl.results import collect, report
+from nscl.results.collect import report_tables
+from nscl.results.plots import plot_accuracy_matrix
+from nscl.results.tables import step_curves
 
 NAN = float("nan")
 # per (method, seed): a 2-task accuracy matrix R[i, j]; every task has 100 test images
@@ -27,7 +29,7 @@ MATRICES = {
 
 
 def write_run(run_dir, benchmark: str, method: str, seed: int, matrix, epochs: int = 1) -> None:
-    """One run directory as nscl.run writes it: accuracy.csv, metrics.json, config.json, run.json."""
+    """One run directory as nscl.experiment.run writes it: accuracy.csv, metrics.json, config.json, run.json."""
     r = np.array(matrix, dtype=float)
     sizes = np.full(len(r), 100)
     run_dir.mkdir(parents=True)
@@ -52,14 +54,14 @@ def root(tmp_path):
 
 def test_a_missing_or_empty_root_says_how_to_make_one(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"(?s)does not exist.*python -m nscl sweep"):
-        report.resolve_run_root(tmp_path / "nowhere")
+        collect.resolve_run_root(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="holds no run"):
-        report.resolve_run_root(tmp_path / "empty")
+        collect.resolve_run_root(tmp_path / "empty")
 
 
 def test_means_and_stds_over_seeds_are_the_known_ones(root):
-    runs = report.load_runs(report.resolve_run_root(root))
+    runs = collect.load_runs(collect.resolve_run_root(root))
     assert len(runs) == 8 and set(runs.epochs) == {1}
     summary = report.seed_summary(runs).set_index(["method", "metric"])
     last = summary.loc[("VPT-NSP²", "last_accuracy")]     # seeds: (0.8 + 0.9) / 2 = 0.85 and 0.65
@@ -75,11 +77,11 @@ def test_means_and_stds_over_seeds_are_the_known_ones(root):
 
 
 def test_mean_matrix_and_per_task_curves(root):
-    runs = report.load_runs(root)
-    accuracy = report.load_accuracy(runs)
+    runs = collect.load_runs(root)
+    accuracy = collect.load_accuracy(runs)
     np.testing.assert_allclose(report.mean_matrix(accuracy, "shapes100-10s", 2, "VPT-NSP²"),
                                [[0.95, np.nan], [0.7, 0.8]])
-    curves = report.step_curves(accuracy)
+    curves = step_curves(accuracy)
     seed0 = curves[(curves.method == "VPT-NSP²") & (curves.seed == 0)].sort_values("task")
     np.testing.assert_allclose(seed0.accuracy, [1.0, 0.85])
     with pytest.raises(ValueError, match="no accuracy matrix"):
@@ -87,7 +89,7 @@ def test_mean_matrix_and_per_task_curves(root):
 
 
 def test_cross_method_table_pairs_seeds_and_gains_over_seq(root):
-    cross = report.cross_method_table(report.load_runs(root)).set_index("metric")
+    cross = report.cross_method_table(collect.load_runs(root)).set_index("metric")
     last = cross.loc["last"]
     # NSP² last 0.85, 0.65; DMNSP 0.55, 0.65: paired +30 and 0 points
     assert last["paired_mean"] == pytest.approx(15.0) and last["paired_min"] == pytest.approx(0.0)
@@ -108,7 +110,7 @@ def test_methods_on_their_own_backgrounds_meet_on_one_protocol(tmp_path):
     for (method, seed), matrix in MATRICES.items():
         benchmark = "shapes100-10s" if method.startswith("VPT") else "shapes100-tinted-10s"
         write_run(tmp_path / method / f"seed{seed}", benchmark, method, seed, matrix)
-    cross = report.cross_method_table(report.load_runs(tmp_path))
+    cross = report.cross_method_table(collect.load_runs(tmp_path))
     assert len(cross) == 3 and not cross.same_benchmark.any()
     assert set(cross["NSP² − DMNSP (paired)"]) == {"— (different benchmarks)"}
     assert cross.set_index("metric").loc["last", "nsp2_gain_mean"] == pytest.approx(10.0)
@@ -116,7 +118,7 @@ def test_methods_on_their_own_backgrounds_meet_on_one_protocol(tmp_path):
 
 def test_papers_numbers_join_by_label_with_their_source(root):
     write_run(root / "paper" / "VPT-NSP" / "seed0", "cifar100-10s", "VPT-NSP²", 0, [[1.0, NAN], [0.9, 0.95]])
-    runs = report.load_runs(root)
+    runs = collect.load_runs(root)
     summary = report.seed_summary(runs)
     table = report.benchmark_table(summary, "cifar100-10s", 2)
     row = table.loc["VPT-NSP²"]
@@ -135,7 +137,7 @@ def test_two_runs_of_one_method_and_seed_are_refused(root):
     write_run(root / "again" / "VPT-NSP²" / "seed0", "shapes100-10s", "VPT-NSP²", 0, MATRICES[("VPT-NSP²", 0)],
               epochs=5)
     with pytest.raises(ValueError, match="same benchmark, method, seed"):
-        report.load_runs(root)
+        collect.load_runs(root)
     with pytest.raises(ValueError, match="same benchmark, method, seed"):   # python -m nscl report, too
         report_tables(root)
 
@@ -145,15 +147,15 @@ def test_adam_moments_are_read_from_report_files(root):
     rows = [{"task": t, "tower": "visual", "weight": "down_proj", "share_nonfinite_exp_avg_sq": 0.5 * t,
              "share_nonfinite_exp_avg": 0.0, "share_unchanged": 0.1, "n_entries": 8} for t in range(2)]
     torch.save({"adam_moments": rows, "log": []}, run_dir / "report.pt")
-    moments = report.adam_moments(report.load_runs(root))
+    moments = report.adam_moments(collect.load_runs(root))
     assert len(moments) == 2 and set(moments.method) == {"DMNSP"} and moments.share_nonfinite_exp_avg_sq.max() == 0.5
-    assert report.adam_moments(report.load_runs(root)[lambda f: f.method != "DMNSP"]).empty
+    assert report.adam_moments(collect.load_runs(root)[lambda f: f.method != "DMNSP"]).empty
 
 
 def test_cross_method_sentences_read_the_table(root):
     write_run(root / "paper" / "VPT-NSP" / "seed0", "cifar100-10s", "VPT-NSP²", 0, [[1.0, NAN], [0.9, 0.95]])
     write_run(root / "paper" / "DMNSP" / "seed0", "cifar100-10-10", "DMNSP", 0, [[1.0, NAN], [0.8, 0.95]])
-    sentences = report.cross_method_sentences(report.cross_method_table(report.load_runs(root)))
+    sentences = report.cross_method_sentences(report.cross_method_table(collect.load_runs(root)))
     assert len(sentences) == 6
     cifar = [s for s in sentences if s.startswith("cifar100") and ", last:" in s][0]
     assert "NSP² ahead by 5.0 points (different benchmarks, not paired)" in cifar
@@ -176,19 +178,19 @@ def test_heat_maps_of_long_sequences_thin_their_tick_labels():
     matrix = np.tril(np.full((25, 25), 0.5))
     matrix[np.triu_indices(25, 1)] = np.nan
     fig, ax = plt.subplots()
-    report.plot_matrix(ax, matrix, title="25 tasks")
+    plot_accuracy_matrix(ax, matrix, title="25 tasks")
     shown = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
     assert shown[0] == "1" and len(shown) <= 13 and ax.get_xlabel() == "evaluated on task j"
     plt.close(fig)
 
 
 def test_accuracy_keeps_the_task_aware_column(root, tmp_path):
-    accuracy = report.load_accuracy(report.load_runs(root))
+    accuracy = collect.load_accuracy(collect.load_runs(root))
     assert accuracy.accuracy_task_aware.notna().all()
     assert np.allclose(accuracy.accuracy, accuracy.accuracy_task_aware)   # write_run stores the same matrix
     old = tmp_path / "old"   # a run written before nscl recorded the task-aware accuracy
     write_run(old / "run", "shapes100-10s", "VPT-Seq", 0, MATRICES[("VPT-Seq", 0)])
     frame = pd.read_csv(old / "run" / "accuracy.csv").drop(columns="accuracy_task_aware")
     frame.to_csv(old / "run" / "accuracy.csv", index=False)
-    accuracy = report.load_accuracy(report.load_runs(old))
+    accuracy = collect.load_accuracy(collect.load_runs(old))
     assert accuracy.accuracy_task_aware.isna().all() and len(accuracy) == 3

@@ -19,8 +19,8 @@ import hashlib, json, sys, tempfile
 from pathlib import Path
 import torch
 from nscl.presets import dmnsp_experiment, nsp2_experiment
-from nscl.reproducibility import state_tensors
-from nscl.sweeps import slug
+from nscl.results.reproducibility import state_tensors
+from nscl.experiment.result import slug
 
 out = {}
 root = Path(tempfile.mkdtemp())

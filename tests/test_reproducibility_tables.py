@@ -1,4 +1,4 @@
-"""nscl.reproducibility on hand-made tables: machine spread, the stated tolerance, a page beside its committed run."""
+"""nscl.results.reproducibility on hand-made tables: machine spread, the stated tolerance, a page beside its committed run."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from nscl.models.artifacts import ArtifactError
-from nscl.reproducibility import compare_with_committed, machine_spread, stated_tolerance
+from nscl.results.reproducibility import compare_with_committed, machine_spread, stated_tolerance
 
 
 def _frame() -> pd.DataFrame:
@@ -61,7 +61,7 @@ def test_page_beside_committed_and_other_weights_named():
 
 
 def test_committed_comparison_says_which_case_it_is(tmp_path):
-    from nscl.reproducibility import committed_comparison
+    from nscl.results.reproducibility import committed_comparison
 
     spread = tmp_path / "spread.csv"
     _frame().to_csv(spread, index=False)                 # tolerance for family "f": 0.05 (test above)
@@ -78,7 +78,7 @@ def test_committed_comparison_says_which_case_it_is(tmp_path):
 def test_trained_parameter_gap_reads_only_trained_parameters(tmp_path):
     import torch
 
-    from nscl.reproducibility import trained_parameter_gap
+    from nscl.results.reproducibility import trained_parameter_gap
 
     def run(name, prompts, basis):
         (tmp_path / name).mkdir()

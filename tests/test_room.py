@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
+from nscl.analysis.room import SurvivalRecorder, null_shares, projector_gain, random_shares
 from nscl.nullspace import NullSpaceRule, null_space_projector
 from nscl.optim import TwoSidedProjection
-from nscl.room import SurvivalRecorder, null_shares, projector_gain, random_shares
 
 
 def _coordinate_bases():

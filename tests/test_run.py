@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from nscl.analysis.invariance import OutputRecorder
 from nscl.data import BatchTransform, ContinualData, Scenario, load_dataset
-from nscl.invariance import OutputRecorder
+from nscl.experiment.run import RunConfig, RunMismatchError, run_continual
 from nscl.methods.linear import SharedLayerClassifier, SharedLayerConfig
 from nscl.models.features import RandomReLUFeatures
 from nscl.nullspace import NullSpaceRule
-from nscl.run import RunConfig, RunMismatchError, run_continual
 
 CONFIG = RunConfig(epochs=3, batch_size=32, progress=False)
 
@@ -115,7 +115,7 @@ def test_the_previous_checkpoint_is_kept_and_no_temporary_file_is_left(digits, t
 
 @pytest.mark.parametrize("damage", ["truncated", "empty", "garbage"])
 def test_a_damaged_checkpoint_is_reported_and_the_run_resumes_from_the_previous_one(digits, tmp_path, damage):
-    from nscl.run import CheckpointWarning
+    from nscl.experiment.run import CheckpointWarning
 
     config = RunConfig(epochs=1, batch_size=32, progress=False)
     full = run_continual(make_method(NullSpaceRule("energy", 1e-2)), digits, config)
@@ -131,7 +131,7 @@ def test_a_damaged_checkpoint_is_reported_and_the_run_resumes_from_the_previous_
 
 
 def test_with_no_readable_checkpoint_the_run_starts_over_and_says_so(digits, tmp_path):
-    from nscl.run import CheckpointWarning
+    from nscl.experiment.run import CheckpointWarning
 
     config = RunConfig(epochs=1, batch_size=32, progress=False)
     full = run_continual(make_method(), digits, config)
@@ -185,7 +185,8 @@ def test_the_same_settings_without_a_checkpoint_start_over_in_place(digits, tmp_
 def test_run_all_merges_run_root_metrics_across_calls(digits, tmp_path):
     import pandas as pd
 
-    from nscl.presets.common import BENCHMARKS, Experiment
+    from nscl.data.benchmarks import BENCHMARKS
+    from nscl.experiment.experiment import Experiment
 
     experiment = Experiment(benchmark=BENCHMARKS["shapes100-10s"], data=lambda seed: digits,
                             run=RunConfig(epochs=1, batch_size=32, progress=False, max_tasks=2),

@@ -7,14 +7,14 @@ import pytest
 import timm
 import torch
 
-from nscl.consistency import ConditionSpec
 from nscl.data import BatchTransform, ContinualData, Scenario, load_dataset
 from nscl.data.datasets import DatasetNotFoundError
-from nscl.methods.dmnsp import DMNSPConfig
+from nscl.dmnsp.method import DMNSPConfig
+from nscl.experiment.run import DivergedError, RunConfig, run_continual
 from nscl.methods.linear import SharedLayerClassifier, SharedLayerConfig
-from nscl.methods.nsp2 import NSP2, NSP2Config
 from nscl.models.features import RandomReLUFeatures
-from nscl.run import DivergedError, RunConfig, run_continual
+from nscl.nsp2.conditions import ConditionSpec
+from nscl.nsp2.method import NSP2, NSP2Config
 
 CONFIG = RunConfig(epochs=3, batch_size=32, progress=False)
 

@@ -1,4 +1,4 @@
-"""nscl.sweep: a tiny grid on a local Ray with 2 workers, resumable, with one deliberately failing point."""
+"""nscl.experiment.grid: a tiny grid on a local Ray with 2 workers, resumable, with one deliberately failing point."""
 
 import json
 import os
@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 
 from nscl.cli import main
-from nscl.config import ExperimentConfig
+from nscl.experiment.config import ExperimentConfig
+from nscl.experiment.grid import SweepRun, expand, point_dir, sweep
 from nscl.paths import repo_root
-from nscl.sweep import SweepRun, expand, point_dir, report_tables, sweep
+from nscl.results.collect import report_tables
 
 SETTINGS = dict(only=["Seq"], epochs=1, max_tasks=2)
 

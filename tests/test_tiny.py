@@ -10,31 +10,32 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from nscl.data import protocols
 from nscl.data.shapes import class_names, make_shapes100
 from nscl.models import tiny
-from nscl.pretrain import PretrainConfig, lr_at, pretrain_classifier, pretrain_clip
+from nscl.models.pretrain import PretrainConfig, lr_at, pretrain_classifier, pretrain_clip
 
 # A few steps on 2 images per base class: enough to exercise the cache, far too little to learn.
 SMOKE = PretrainConfig(epochs=1, batch_size=25, n_per_class=2)
-FIVE = tiny.BASE_CLASSES[:5]
+FIVE = protocols.BASE_CLASSES[:5]
 
 
 def _uint8_batch(n: int = 2) -> torch.Tensor:
-    return torch.randint(0, 256, (n, 3, tiny.TINY_IMAGE_SIZE, tiny.TINY_IMAGE_SIZE), dtype=torch.uint8,
+    return torch.randint(0, 256, (n, 3, protocols.TINY_IMAGE_SIZE, protocols.TINY_IMAGE_SIZE), dtype=torch.uint8,
                          generator=torch.Generator().manual_seed(0))
 
 
 def test_base_and_novel_classes_form_a_checkerboard():
-    base, novel = set(tiny.BASE_CLASSES), set(tiny.NOVEL_CLASSES)
-    assert len(base) == len(tiny.BASE_CLASSES) == 50 and len(novel) == len(tiny.NOVEL_CLASSES) == 50
+    base, novel = set(protocols.BASE_CLASSES), set(protocols.NOVEL_CLASSES)
+    assert len(base) == len(protocols.BASE_CLASSES) == 50 and len(novel) == len(protocols.NOVEL_CLASSES) == 50
     assert base.isdisjoint(novel) and base | novel == set(range(100))
-    for part in (tiny.BASE_CLASSES, tiny.NOVEL_CLASSES):
+    for part in (protocols.BASE_CLASSES, protocols.NOVEL_CLASSES):
         assert np.bincount([c // 10 for c in part], minlength=10).tolist() == [5] * 10  # colours
         assert np.bincount([c % 10 for c in part], minlength=10).tolist() == [5] * 10  # shapes
     assert all((c // 10 + c % 10) % 2 == 0 for c in base)
     # A fixed shuffled order, so "10 tasks of 5 novel classes" means the same tasks everywhere.
-    assert list(tiny.NOVEL_CLASSES) != sorted(novel)
-    assert tiny.NOVEL_CLASSES == tuple(int(c) for c in np.random.default_rng(0).permutation(sorted(novel)))
+    assert list(protocols.NOVEL_CLASSES) != sorted(novel)
+    assert protocols.NOVEL_CLASSES == tuple(int(c) for c in np.random.default_rng(0).permutation(sorted(novel)))
 
 
 def test_build_tiny_vit_is_a_small_timm_vit():

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from nscl.viz import plot_accuracy_matrix  # noqa: E402
+from nscl.results.plots import plot_accuracy_matrix  # noqa: E402
 
 
 @pytest.mark.parametrize("n", [3, 25])

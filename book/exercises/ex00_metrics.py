@@ -99,6 +99,7 @@ print(np.round(q1_steps * 100, 1))
 # %%
 def test_q1_matches(q1_steps, R):
     import numpy as np
+
     from nscl.metrics import step_accuracies
     assert np.shape(q1_steps) == (R.shape[0],), "one accuracy per step: T values"
     assert np.all(np.isfinite(q1_steps)), "NaN in your steps: use only the entries on and below the diagonal"
@@ -112,6 +113,7 @@ hidden: true
 """ # END TEST CONFIG
 def test_q1_hidden(step_acc):
     import numpy as np
+
     from nscl.metrics import step_accuracies
     rng = np.random.default_rng(1)
     for t in (1, 2, 5):
@@ -176,6 +178,7 @@ hidden: true
 """ # END TEST CONFIG
 def test_q2_hidden(forgetting_of):
     import numpy as np
+
     from nscl.metrics import forgetting
     rising = np.array([[0.5, np.nan, np.nan], [0.6, 0.7, np.nan], [0.9, 0.8, 0.9]])
     assert abs(forgetting_of(rising) - forgetting(rising)) < 1e-12, \
@@ -235,6 +238,7 @@ hidden: true
 """ # END TEST CONFIG
 def test_q3_hidden(q3_gap, q3_tasks, R_joint):
     import numpy as np
+
     from nscl.metrics import backward_transfer, forgetting
     R = R_joint
     assert abs(q3_gap - (forgetting(R) + backward_transfer(R))) < 1e-12, "q3_gap: forgetting + backward transfer"
@@ -295,6 +299,7 @@ hidden: true
 """ # END TEST CONFIG
 def test_q4_hidden(q4_difference, R, sizes):
     import numpy as np
+
     from nscl.metrics import last_accuracy
     expected = last_accuracy(R, sizes) - last_accuracy(R)
     assert abs(q4_difference - expected) < 1e-12, "q4_difference: pooled minus the plain mean, in that order"

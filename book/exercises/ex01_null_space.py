@@ -47,10 +47,10 @@ import torch
 
 from nscl.data import ContinualData, Scenario, load_dataset
 from nscl.data.loading import BatchTransform
+from nscl.experiment.run import RunConfig, run_continual
 from nscl.methods.linear import SharedLayerClassifier, SharedLayerConfig
 from nscl.models.features import RandomReLUFeatures
 from nscl.nullspace import NullSpaceRule, null_space_basis, null_space_projector, uncentered_covariance
-from nscl.run import RunConfig, run_continual
 
 torch.manual_seed(0)
 
@@ -141,6 +141,7 @@ hidden: true
 """ # END TEST CONFIG
 def test_q1_hidden(projector_from_features):
     import torch
+
     from nscl.nullspace import NullSpaceRule, null_space_projector, uncentered_covariance
     g = torch.Generator().manual_seed(123)
     for n, d, r in [(50, 30, 7), (12, 40, 12), (200, 16, 15)]:
@@ -303,6 +304,7 @@ def test_q3_budget(energy_null_space, cov):
 # %%
 def test_q3_matches_nscl(energy_null_space, cov):
     import torch
+
     from nscl.nullspace import NullSpaceRule, null_space_basis
     for eps in (1e-3, 1e-2, 0.05):
         mine = energy_null_space(cov, eps).to(torch.float64)
@@ -317,8 +319,10 @@ def test_q3_matches_nscl(energy_null_space, cov):
 hidden: true
 """ # END TEST CONFIG
 def test_q3_hidden(energy_null_space):
-    import torch
     import unittest.mock as mock
+
+    import torch
+
     import nscl.nullspace as ns
     g = torch.Generator().manual_seed(7)
     q, _ = torch.linalg.qr(torch.randn(40, 40, generator=g, dtype=torch.float64))

@@ -44,10 +44,11 @@ import math
 import torch
 import torch.nn.functional as F
 
+from nscl.analysis.invariance import block_output_change, collect_conditions
 from nscl.data import load_dataset
-from nscl.invariance import block_output_change, collect_conditions
+from nscl.data.protocols import TINY_IMAGE_SIZE
 from nscl.models.encoders import PromptedEncoder
-from nscl.models.tiny import TINY_IMAGE_SIZE, pretrained_tiny_vit, tiny_transform
+from nscl.models.tiny import pretrained_tiny_vit, tiny_transform
 from nscl.nullspace import NullSpaceRule, null_space_projector
 
 torch.manual_seed(0)
@@ -147,7 +148,8 @@ hidden: true
 """ # END TEST CONFIG
 def test_q1_hidden(affinity_rows, encoder, test_images, vit):
     import torch
-    from nscl.invariance import collect_conditions
+
+    from nscl.analysis.invariance import collect_conditions
     for i, blk in enumerate(encoder.prompted_blocks()[:2]):
         with torch.no_grad():
             x = vit.norm_pre(vit._pos_embed(vit.patch_embed(test_images)))
@@ -242,7 +244,8 @@ hidden: true
 """ # END TEST CONFIG
 def test_q2_hidden(aggregation_rows, encoder, test_images, vit):
     import torch
-    from nscl.invariance import collect_conditions
+
+    from nscl.analysis.invariance import collect_conditions
     with torch.no_grad():
         x = vit.norm_pre(vit._pos_embed(vit.patch_embed(test_images)))
         blk = encoder.prompted_blocks()[0]
@@ -322,6 +325,7 @@ hidden: true
 """ # END TEST CONFIG
 def test_q3_hidden(q3_changes, recorder, layer, G, block_change):
     import torch
+
     from nscl.nullspace import NullSpaceRule, null_space_projector
     exact = NullSpaceRule("energy", 0.0)
     b1, _ = null_space_projector(recorder.affinity[layer].matrix, exact, dtype=torch.float64)
@@ -381,8 +385,10 @@ hidden: true
 """ # END TEST CONFIG
 def test_q4_hidden(q4_aggregation_images, q4_affinity_images, encoder, test_images, D, H, N, m):
     import math
+
     import torch
-    from nscl.invariance import collect_conditions
+
+    from nscl.analysis.invariance import collect_conditions
     # The prediction, from the row counts (exact maths: head h's rows span at most d = D / H directions).
     d = D // H
     assert q4_aggregation_images == math.ceil(m / (H * N)), "q4_aggregation_images: count rows against columns again"
@@ -460,5 +466,5 @@ def test_q5_hidden(q5_answer):
 # ## Going further (not graded)
 #
 # Chapter 2's exercises 1 and 4 are proofs: the induction over layers, and LayerNorm's first-order
-# Jacobian. Check the second numerically with `nscl.invariance.prompt_step_change` and
+# Jacobian. Check the second numerically with `nscl.analysis.invariance.prompt_step_change` and
 # `ConditionSpec(ln_exact=True, ln_invariant=True)`.

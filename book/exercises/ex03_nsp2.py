@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from nscl.consistency import ConditionSpec
+from nscl.nsp2.conditions import ConditionSpec
 from nscl.nullspace import NullSpaceRule, null_space_projector
 from nscl.presets import nsp2_experiment
 

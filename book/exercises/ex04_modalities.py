@@ -43,9 +43,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from nscl.modalities import across_task_variance, parameter_set, spread_statistics
+from nscl.analysis.modalities import across_task_variance, parameter_set, spread_statistics
+from nscl.experiment.run import run_continual
 from nscl.presets import dmnsp_experiment
-from nscl.run import run_continual
 
 torch.manual_seed(0)
 
@@ -150,7 +150,7 @@ def test_q1_hidden(q1_predicted, widths):
 # Write `drift(snapshots, initial, tower)`: for one tower's up-projection weights (the entries of every
 # parameter whose name ends in `up_proj.weight`), the list over tasks $t = 0, 1, \dots$ of
 # $\lVert\theta_t - \theta_{t-1}\rVert_2/\sqrt P$, with $\theta_{-1}$ the init and $P$ the number of entries.
-# The check compares with `nscl.modalities.spread_statistics`. Store `q2_drift`, a dict with both
+# The check compares with `nscl.analysis.modalities.spread_statistics`. Store `q2_drift`, a dict with both
 # towers' lists.
 #
 # *Computation: under 0.1 s measured.*
@@ -185,7 +185,8 @@ print({k: np.round(v, 5) for k, v in q2_drift.items()})
 # %%
 def test_q2_matches_nscl(q2_drift, snapshots, initial):
     import numpy as np
-    from nscl.modalities import spread_statistics
+
+    from nscl.analysis.modalities import spread_statistics
     stats = spread_statistics(snapshots, initial)
     for tower in ("visual", "text"):
         ref = stats[(stats.set == "up_proj.weight") & (stats.tower == tower)].sort_values("task")["drift"].to_numpy()
@@ -285,7 +286,8 @@ hidden: true
 """ # END TEST CONFIG
 def test_q3_hidden(q3_ratios, q3_stable, snapshots, initial, seed):
     import numpy as np
-    from nscl.modalities import across_task_variance, spread_statistics
+
+    from nscl.analysis.modalities import across_task_variance, spread_statistics
     stats = spread_statistics(snapshots, initial)
     up = stats[stats.set == "up_proj.weight"].pivot(index="task", columns="tower")
     expected = {"spread": up["variance"]["visual"].iloc[-1] / up["variance"]["text"].iloc[-1],

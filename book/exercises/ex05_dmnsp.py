@@ -45,11 +45,11 @@ import warnings
 import numpy as np
 import torch
 
-from nscl.methods.dmnsp_bases import common_null_projector
-from nscl.multilayer import coefficients, drop_top_basis, gram, projector_chain
+from nscl.dmnsp.bases import common_null_projector
+from nscl.dmnsp.multilayer import coefficients, drop_top_basis, gram, projector_chain
+from nscl.experiment.run import run_continual
 from nscl.nullspace import NullSpaceRule
 from nscl.presets import dmnsp_experiment
-from nscl.run import run_continual
 
 torch.manual_seed(0)
 
@@ -82,7 +82,7 @@ print(f"{len(covs)} visual blocks, D = {covs[0].shape[0]}, basis sizes {[b.shape
 # ($D \times c_k$) holds block $k$'s old basis vectors as columns (not necessarily of unit norm
 # either). Return $\lambda$ ($J \times K$, float64) with
 # $\lambda_{jk} = \Lambda \exp(-m_{jk})$, $m_{jk}$ the mean of the $\max(\lfloor r\, c_k\rfloor, 1)$ largest
-# (signed) cosines between $u_j$ and the columns of `bases[k]`. Do not call `nscl.multilayer`.
+# (signed) cosines between $u_j$ and the columns of `bases[k]`. Do not call `nscl.dmnsp.multilayer`.
 # Store `lam = dynamic_coefficients(tops, bases)` for the tops below (each block's top input direction).
 #
 # *Computation: 2.2 s measured, the DMNSP run above included (this task alone: under 0.1 s).*
@@ -125,7 +125,8 @@ def test_q1_shape(lam, tops, bases):
 # %%
 def test_q1_matches_nscl(lam, tops, bases):
     import torch
-    from nscl.multilayer import coefficients
+
+    from nscl.dmnsp.multilayer import coefficients
     ref = coefficients(tops, bases)
     assert bool((lam > 0).all()) and bool((lam <= 30.0 * torch.e).all()), "lambda = 30 exp(-m) with m a mean of cosines"
     assert torch.allclose(lam.double(), ref, rtol=1e-5), \
@@ -138,9 +139,11 @@ def test_q1_matches_nscl(lam, tops, bases):
 hidden: true
 """ # END TEST CONFIG
 def test_q1_hidden(dynamic_coefficients):
-    import torch
     import unittest.mock as mock
-    import nscl.multilayer as ml
+
+    import torch
+
+    import nscl.dmnsp.multilayer as ml
     g = torch.Generator().manual_seed(11)
     tops = torch.randn(3, 20, generator=g, dtype=torch.float64) * 5
     bases = [torch.randn(20, c, generator=g, dtype=torch.float64) * 2 for c in (4, 9, 19, 30)]
@@ -153,7 +156,7 @@ def test_q1_hidden(dynamic_coefficients):
         try:
             mine = dynamic_coefficients(tops, bases, 0.25, 7.0)
         except RuntimeError:
-            raise AssertionError("implement the coefficient yourself: do not call nscl.multilayer")
+            raise AssertionError("implement the coefficient yourself: do not call nscl.dmnsp.multilayer")
     assert torch.allclose(mine.double(), ref, rtol=1e-6), \
         "with other ratio, scale and basis sizes (4 to 30 columns) your coefficients differ: how many cosines are averaged?"
 
@@ -311,7 +314,8 @@ print(f"pooled: {q3_pooled_dim} free directions of {covs[0].shape[0]}, intersect
 # %%
 def test_q3_matches_nscl(pooled_null_projector, covs, theta):
     import torch
-    from nscl.methods.dmnsp_bases import common_null_projector
+
+    from nscl.dmnsp.bases import common_null_projector
     from nscl.nullspace import NullSpaceRule
     mine = pooled_null_projector(covs, theta).double()
     ref = common_null_projector(covs, NullSpaceRule("energy", 1 - theta), "pooled")
@@ -329,8 +333,10 @@ hidden: true
 """ # END TEST CONFIG
 def test_q3_hidden(q3_pooled_dim, q3_intersect_dim, covs, theta, pooled_null_projector):
     import warnings
+
     import torch
-    from nscl.methods.dmnsp_bases import common_null_projector
+
+    from nscl.dmnsp.bases import common_null_projector
     from nscl.nullspace import NullSpaceRule
     rule = NullSpaceRule("energy", 1 - theta)
     with warnings.catch_warnings():

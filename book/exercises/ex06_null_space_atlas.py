@@ -42,8 +42,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from nscl.experiment.run import run_continual
 from nscl.presets import dmnsp_experiment
-from nscl.run import run_continual
 
 torch.manual_seed(0)
 
@@ -107,6 +107,7 @@ print(np.round(q1_angles.numpy(), 1))
 # %%
 def test_q1_matches(q1_angles, basis, last):
     import torch
+
     from nscl.atlas import principal_angles
     ref = principal_angles(basis(0, last), basis(2, last))
     mine = torch.as_tensor(q1_angles).double().flatten()
@@ -123,8 +124,10 @@ def test_q1_matches(q1_angles, basis, last):
 hidden: true
 """ # END TEST CONFIG
 def test_q1_hidden(angles):
-    import torch
     import unittest.mock as mock
+
+    import torch
+
     import nscl.atlas as at
     g = torch.Generator().manual_seed(6)
     a = torch.linalg.qr(torch.randn(30, 5, generator=g, dtype=torch.float64))[0]
@@ -200,6 +203,7 @@ hidden: true
 """ # END TEST CONFIG
 def test_q2_hidden(q2_random, random_a, random_b, overlap):
     import torch
+
     from nscl.atlas import subspace_overlap
     assert abs(q2_random - subspace_overlap(random_a, random_b)) < 1e-9, "q2_random: the overlap of random_a and random_b"
     g = torch.Generator().manual_seed(9)
@@ -262,6 +266,7 @@ hidden: true
 """ # END TEST CONFIG
 def test_q3_hidden(q3_overlaps, q3_mean, q3_answer, basis, D):
     import numpy as np
+
     from nscl.atlas import subspace_overlap
     for layer, value in q3_overlaps.items():
         assert abs(value - subspace_overlap(basis(0, layer), basis(2, layer))) < 1e-9, \

@@ -9,7 +9,7 @@ original image as the official pipelines do.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence, Union
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ class TensorImageSet:
     def image_size(self) -> tuple[int, int]:
         return int(self.images.shape[2]), int(self.images.shape[3])
 
-    def subset(self, indices: Sequence[int] | np.ndarray) -> "TensorImageSet":
+    def subset(self, indices: Sequence[int] | np.ndarray) -> TensorImageSet:
         idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
         return TensorImageSet(self.name, self.images[idx], self.targets[idx], self.classes)
 
@@ -70,7 +70,7 @@ class FileImageSet:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def subset(self, indices: Sequence[int] | np.ndarray) -> "FileImageSet":
+    def subset(self, indices: Sequence[int] | np.ndarray) -> FileImageSet:
         idx = np.asarray(indices, dtype=np.int64)
         return FileImageSet(
             self.name, tuple(self.paths[i] for i in idx), self.targets[torch.as_tensor(idx)], self.classes,
@@ -78,4 +78,4 @@ class FileImageSet:
         )
 
 
-ImageSet = Union[TensorImageSet, FileImageSet]
+ImageSet = TensorImageSet | FileImageSet

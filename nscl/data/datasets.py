@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nscl.atomic_files import atomic_torch_save
 from nscl.data.base import FileImageSet, ImageSet, TensorImageSet
 from nscl.data.official import DEFAULT_LINEAGE, available_lineages, class_name_table, split_list
+from nscl.files import atomic_torch_save
 from nscl.paths import cache_dir, data_root
 
 __all__ = ["DATASETS", "DatasetNotFoundError", "load_dataset"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from nscl.paths import repo_data_dir
@@ -31,7 +31,7 @@ def available_lineages(dataset: str) -> list[str]:
     return sorted(p.stem[len(prefix):] for p in _names_dir().glob(f"{prefix}*.json"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def class_name_table(dataset: str, lineage: str | None = None) -> tuple[tuple[str, str], ...]:
     """((label id, name in the text prompts), ...) in the official label order.
 

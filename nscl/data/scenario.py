@@ -58,7 +58,7 @@ class Scenario:
                              f"choose increments that divide the class count")
 
     @classmethod
-    def equal_split(cls, class_order: Sequence[int], n_tasks: int) -> "Scenario":
+    def equal_split(cls, class_order: Sequence[int], n_tasks: int) -> Scenario:
         """`n_tasks` tasks of equal size (NSP²'s protocol)."""
         n = len(class_order)
         if n_tasks <= 0 or n % n_tasks:
@@ -66,7 +66,7 @@ class Scenario:
         return cls(tuple(class_order), n // n_tasks, n // n_tasks)
 
     @classmethod
-    def seeded(cls, n_classes: int, n_tasks: int, seed: int) -> "Scenario":
+    def seeded(cls, n_classes: int, n_tasks: int, seed: int) -> Scenario:
         """Equal split of classes 0..n-1 shuffled by numpy's PCG64(seed), NSP²'s class-order rule."""
         order = np.arange(n_classes, dtype=np.int64)
         np.random.Generator(np.random.PCG64(seed)).shuffle(order)

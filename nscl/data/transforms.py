@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Sequence, Union
+from typing import Literal, Sequence
 
 import torch
 
@@ -29,7 +29,7 @@ INTERPOLATIONS = ("bilinear", "bicubic")
 Augment = Literal["none", "flip", "rrc", "rrc_flip", "autoaugment"]
 Interpolation = Literal["bilinear", "bicubic"]
 RRC_RATIO = (3 / 4, 4 / 3)   # torchvision RandomResizedCrop's default, which every official pipeline keeps
-Images = Union[torch.Tensor, Sequence[torch.Tensor]]
+Images = torch.Tensor | Sequence[torch.Tensor]
 
 
 @dataclass(frozen=True)

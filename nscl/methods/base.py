@@ -1,6 +1,6 @@
 """The small interface every continual method implements, and what the run loop tells it.
 
-The loop (nscl.run) owns data, epochs, evaluation and checkpoints; a method owns its model,
+The loop (nscl.experiment.run) owns data, epochs, evaluation and checkpoints; a method owns its model,
 optimizer and whatever it keeps between tasks (null spaces, bases, old prompts):
 
     setup(device, precision)             once, before the first task
@@ -84,7 +84,7 @@ class ContinualMethod(ABC):
     @abstractmethod
     def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor: ...
 
-    def end_task(self, task: TaskInfo, batches: Batches) -> None:
+    def end_task(self, task: TaskInfo, batches: Batches) -> None:  # noqa: B027 (an optional hook)
         """Called after training a task; `batches(train_transform=False)` replays its training data."""
 
     @abstractmethod

@@ -48,7 +48,7 @@ class Adapter(nn.Module):
 class AdapterBlock(nn.Module):
     """An open_clip ResidualAttentionBlock with an adapter beside its MLP."""
 
-    def __init__(self, block: nn.Module, adapter: Adapter, tower: str, index: int, owner: "AdapterSet") -> None:
+    def __init__(self, block: nn.Module, adapter: Adapter, tower: str, index: int, owner: AdapterSet) -> None:
         super().__init__()
         if not (hasattr(block, "ln_1") and hasattr(block, "mlp")):
             raise TypeError(f"cannot add an adapter to {type(block).__name__}: expected an open_clip "

@@ -34,7 +34,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from nscl.atomic_files import atomic_write, atomic_write_text
+from nscl.files import atomic_write, atomic_write_text
 
 __all__ = ["WEIGHTS_DIR", "MANIFEST", "ArtifactError", "WeightsId", "weights_identity", "file_sha256",
            "read_manifest", "load_shipped", "write_shipped", "perturbation_seed", "perturb_", "tag_weights",

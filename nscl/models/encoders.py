@@ -33,7 +33,7 @@ class PromptedEncoder(nn.Module):
         # zero-initialised bias (its head is an nn.Linear; the OpenAI weights have no bias); refinement trains both.
         self.projection_bias = None if proj is None else nn.Parameter(torch.zeros(proj.shape[1]), requires_grad=False)
 
-    def train(self, mode: bool = True) -> "PromptedEncoder":
+    def train(self, mode: bool = True) -> PromptedEncoder:
         # The backbone stays in eval mode (frozen statistics, no dropout); only prompts learn.
         super().train(mode)
         self.model.eval()

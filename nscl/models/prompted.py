@@ -12,7 +12,7 @@ Q_X = \mathrm{LN}(X) W_q^\top,\ K_P = \mathrm{LN}(P) W_k^\top,\ V_P = \mathrm{LN
 weights; `prompt_backbone` swaps them into a model in place. All prompts live in one parameter
 of shape (L, m, D) (`PromptBank`), so NSP²'s projection of all layers is one batched matmul.
 A `recorder` attached to the bank sees, per layer, the two quantities the consistency conditions
-are built from (see `nscl.methods.nsp2.ConditionRecorder`).
+are built from (see `nscl.nsp2.method.ConditionRecorder`).
 """
 
 from __future__ import annotations

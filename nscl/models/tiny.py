@@ -27,7 +27,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
 import open_clip
 import timm
 import torch
@@ -36,32 +35,26 @@ from timm.layers import HybridEmbed, freeze_batch_norm_2d
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from nscl.atomic_files import atomic_torch_save
 from nscl.data.base import TensorImageSet
 from nscl.data.checksums import GENERATOR_VERSION
 from nscl.data.loading import BatchTransform
-from nscl.data.shapes import NUM_CLASSES, class_names, make_shapes100
+from nscl.data.protocols import BASE_CLASSES, TINY_IMAGE_SIZE
+from nscl.data.shapes import class_names, make_shapes100
+from nscl.files import atomic_torch_save
 from nscl.models.artifacts import WeightsId, load_shipped, tag_weights, weights_identity, write_shipped
+from nscl.models.pretrain import CAPTION_TEMPLATES, PretrainConfig, pretrain_classifier, pretrain_clip
 from nscl.paths import cache_dir
-from nscl.pretrain import CAPTION_TEMPLATES, PretrainConfig, pretrain_classifier, pretrain_clip
 
 __all__ = [
-    "TINY_IMAGE_SIZE", "TINY_MEAN", "TINY_STD", "BASE_CLASSES", "NOVEL_CLASSES", "TINY_VIT_ARCH", "TINY_CLIP_ARCH",
+    "TINY_MEAN", "TINY_STD", "TINY_VIT_ARCH", "TINY_CLIP_ARCH",
     "TINY_VIT_PRETRAIN", "TINY_CLIP_PRETRAIN", "build_tiny_vit", "build_tiny_clip", "tiny_tokenizer",
     "tiny_transform", "base_training_data", "pretraining_key", "tiny_checkpoint_path", "build_shipped_weights",
     "pretrained_tiny_vit", "pretrained_tiny_clip",
 ]
 
-TINY_IMAGE_SIZE = 32
 TINY_MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)  # as timm's augreg ViTs: inputs in [-1, 1]
 TINY_STD: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
-# Checkerboard over (colour, shape): label = colour * 10 + shape is base when colour + shape is even.
-BASE_CLASSES: tuple[int, ...] = tuple(c for c in range(NUM_CLASSES) if (c // 10 + c % 10) % 2 == 0)
-# Novel classes in a fixed shuffled order; the continual experiments cut it into 10 tasks of 5.
-NOVEL_CLASSES: tuple[int, ...] = tuple(
-    int(c) for c in np.random.default_rng(0).permutation([c for c in range(NUM_CLASSES) if c not in BASE_CLASSES])
-)
 
 # Architectures. Both image towers: 32 px, conv stem 3 -> 32 -> 64 -> 128 channels (stride 8), so 16
 # tokens + a class token, then 4 pre-norm blocks of width 128 with 4 heads (~0.9M parameters).

@@ -7,7 +7,7 @@ tiny preset's pool, unseen in the tiny backbones' pretraining) asks both:
 * few long tasks or many short ones (NSP²: CIFAR-100 in 10 or 20 tasks; DMNSP: 10, 20 or 50);
 * a large first task followed by small increments (DMNSP: TinyImageNet, 100 classes then 5/10/20).
 
-Tiny protocols (always the 50 novel classes, in `nscl.models.tiny.NOVEL_CLASSES` order):
+Tiny protocols (always the 50 novel classes, in `nscl.data.protocols.NOVEL_CLASSES` order):
 
 | shape | tasks | classes per task | grey id        | tinted id (the tiny DMNSP recipe's) |
 | ----- | ----- | ---------------- | -------------- | ----------------------------------- |
@@ -18,7 +18,7 @@ Tiny protocols (always the 50 novel classes, in `nscl.models.tiny.NOVEL_CLASSES`
 
 Equal splits are named by their number of tasks, as NSP²'s protocols are ("10s"); the large-base
 split by base and increment, as DMNSP's are ("100-5"). Each method runs on its tiny recipe's
-background: NSP² on the grey images, DMNSP on the tinted ones (see nscl.presets.dmnsp: on grey
+background: NSP² on the grey images, DMNSP on the tinted ones (see nscl.dmnsp.recipe: on grey
 shapes the tiny CLIP is already 96% right zero-shot within a task, so adapters have nothing to do).
 
 The map keeps the number of tasks, the quantity a null-space method spends: every task adds the
@@ -48,7 +48,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["NSP2_PROTOCOLS", "DMNSP_PROTOCOLS", "PAPER_PROTOCOLS", "TinyShape", "TINY_SHAPES", "TINY_POOL",
+import numpy as np
+
+from nscl.data.shapes import NUM_CLASSES
+
+__all__ = ["TINY_IMAGE_SIZE", "BASE_CLASSES", "NOVEL_CLASSES", "NSP2_PROTOCOLS", "DMNSP_PROTOCOLS", "PAPER_PROTOCOLS", "TinyShape", "TINY_SHAPES", "TINY_POOL",
            "TINY_BACKGROUND", "LookAlike", "LOOKALIKES", "tiny_benchmark_id", "tiny_protocols", "lookalike"]
 
 NSP2_PROTOCOLS = ("cifar100-10s", "cifar100-20s", "imagenet-r-10s", "domainnet-10s")
@@ -137,3 +141,17 @@ def lookalike(paper_protocol: str, method: str) -> str:
     if paper_protocol not in LOOKALIKES:
         raise ValueError(f"{paper_protocol!r} is not a paper protocol; choose one of {list(LOOKALIKES)}")
     return tiny_benchmark_id(LOOKALIKES[paper_protocol].shape, _background(method))
+
+
+TINY_IMAGE_SIZE = 32
+
+
+# Checkerboard over (colour, shape): label = colour * 10 + shape is base when colour + shape is even.
+BASE_CLASSES: tuple[int, ...] = tuple(c for c in range(NUM_CLASSES) if (c // 10 + c % 10) % 2 == 0)
+
+
+# Novel classes in a fixed shuffled order; the continual experiments cut it into 10 tasks of 5.
+NOVEL_CLASSES: tuple[int, ...] = tuple(
+    int(c) for c in np.random.default_rng(0).permutation([c for c in range(NUM_CLASSES) if c not in BASE_CLASSES])
+)
+

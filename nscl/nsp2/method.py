@@ -3,7 +3,7 @@ r"""NSP²: visual prompt tuning in the null space of earlier tasks (Lu et al., N
 Per task: train the prompts (and the task's head, or CLIP's logit scale) with cross-entropy over the
 task's classes, divided by a temperature, plus the prompt drift penalty from the second task on.
 Every Adam update of the prompts is projected, $\Delta P \leftarrow B_2 \Delta P B_1$, with projectors
-built after each task from the accumulated consistency-condition matrices (`nscl.consistency`).
+built after each task from the accumulated consistency-condition matrices (`nscl.nsp2.conditions`).
 With `null_space=False` the same code is the Seq baseline (VPT-Seq / CLIP-Seq): no projection and
 no penalty, exactly as the official script without --use_null_space.
 
@@ -25,12 +25,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from nscl.atlas import atlas_rows
-from nscl.consistency import ConditionRecorder, ConditionSpec, condition_projectors, drift_penalty
 from nscl.data.loading import BatchTransform
 from nscl.methods.base import Batches, ContinualMethod, TaskInfo
 from nscl.models.encoders import PromptedEncoder, TaskHeads, TextClassifier, encode_class_texts
+from nscl.nsp2.conditions import ConditionRecorder, ConditionSpec, condition_projectors, drift_penalty
+from nscl.nsp2.refine import ClassStatistics, RefineConfig, refine_classifier
 from nscl.optim import ProjectedAdam, TwoSidedProjection
-from nscl.refine import ClassStatistics, RefineConfig, refine_classifier
 
 __all__ = ["NSP2Config", "NSP2", "seq_config", "control_configs", "multistep_lr"]
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from nscl.consistency import drift_penalty
+from nscl.nsp2.conditions import drift_penalty
 from nscl.nullspace import null_space_basis
 
 __all__ = ["null_bases", "null_shares", "random_shares", "projector_gain", "SurvivalRecorder", "loss_gradients"]

@@ -8,7 +8,7 @@ Each grid point is an `ExperimentConfig` with one seed, run into run_root/<metho
 one subdirectory per method label (checkpoint, accuracy.csv, metrics.json, config.json, run.json),
 the point's metrics.csv and status.json (running / done / failed, the config, the error). Every point
 is validated before anything is dispatched. A sweep started again skips the points whose status.json
-says done for the same config and resumes the others from their checkpoints (`nscl.run`). A failing
+says done for the same config and resumes the others from their checkpoints (`nscl.experiment.run`). A failing
 point does not stop the others; its error is in its status.json and in the returned outcomes.
 
 Resources: one GPU per point when the cluster has GPUs (device 'auto' or 'cuda'), else one CPU slot.
@@ -28,9 +28,10 @@ from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
 
-from nscl.config import ExperimentConfig
+from nscl.experiment.config import ExperimentConfig
+from nscl.files import atomic_write_text, read_json
 
-__all__ = ["SweepRun", "expand", "sweep", "run_point", "collect_runs", "report_tables", "format_outcomes",
+__all__ = ["SweepRun", "expand", "sweep", "run_point", "format_outcomes", "failed_points",
            "STATUS_FILE"]
 
 STATUS_FILE = "status.json"
@@ -63,7 +64,7 @@ def expand(methods: Sequence[str], benchmarks: Sequence[str | None], seeds: Sequ
 
     base / settings: the other ExperimentConfig fields, shared by every point (settings win).
     """
-    from nscl.presets.common import check_seeds
+    from nscl.experiment.experiment import check_seeds
 
     seeds = check_seeds(seeds, "sweep seeds")
     if isinstance(methods, str) or isinstance(benchmarks, str):
@@ -95,17 +96,11 @@ def _comparable(config: dict) -> dict:
 
 
 def _read_status(run_dir: Path) -> dict | None:
-    try:
-        return json.loads((run_dir / STATUS_FILE).read_text())
-    except (OSError, ValueError):
-        return None
+    return read_json(run_dir / STATUS_FILE)
 
 
 def _write_status(run_dir: Path, status: dict) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / (STATUS_FILE + ".tmp")
-    tmp.write_text(json.dumps(status, indent=2, default=str))
-    tmp.replace(run_dir / STATUS_FILE)
+    atomic_write_text(run_dir / STATUS_FILE, json.dumps(status, indent=2, default=str))
 
 
 def is_finished(run: SweepRun) -> bool:
@@ -116,8 +111,8 @@ def is_finished(run: SweepRun) -> bool:
 
 def run_point(config: dict, run_dir: str) -> dict:
     """Run one grid point (in a Ray worker or in this process); returns its status, never raises."""
-    from nscl.presets.common import merge_metrics_csv
-    from nscl.sweeps import metrics_frame, slug
+    from nscl.experiment.experiment import merge_metrics_csv
+    from nscl.experiment.result import metrics_frame, slug
 
     path = Path(run_dir)
     start = time.time()
@@ -263,55 +258,10 @@ def format_outcomes(outcomes: Sequence[dict]) -> str:
 
 # -- gathering results -----------------------------------------------------------------------------
 
-def collect_runs(run_root: str | Path) -> pd.DataFrame:
-    """One row per run directory under run_root (any depth): benchmark, method, seed, tasks_done, metrics.
-
-    Labels come from the run's run.json (written by Experiment.run_one); older runs without one are
-    labelled from config.json (method, seed) and their path.
-    """
-    rows = []
-    for metrics_path in sorted(Path(run_root).rglob("metrics.json")):
-        run_dir = metrics_path.parent
-        try:
-            metrics = json.loads(metrics_path.read_text())
-        except (OSError, ValueError):
-            continue
-        labels = {}
-        for name in ("run.json", "config.json"):
-            try:
-                labels[name] = json.loads((run_dir / name).read_text())
-            except (OSError, ValueError):
-                labels[name] = {}
-        run, cfg = labels["run.json"], labels["config.json"]
-        if not run and not cfg:
-            continue
-        row = {"benchmark": run.get("benchmark") or cfg.get("dataset", "?"),
-               "method": run.get("method") or cfg.get("method", run_dir.parent.name),
-               "seed": run.get("seed", cfg.get("run_config", {}).get("seed")),
-               "tasks_done": metrics.get("tasks_done", 0), "run_dir": str(run_dir)}
-        row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "tasks_done"})
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
-def report_tables(run_root: str | Path) -> dict[str, pd.DataFrame]:
-    """Per benchmark (and number of tasks done), mean ± std over seeds per method (nscl.sweeps.summary_table).
 
-    The runs are gathered as chapter 7 gathers them (nscl.report.load_runs): two runs of one method and
-    seed on one benchmark (made with other settings) are refused rather than averaged.
-    """
-    from nscl.report import load_runs
-    from nscl.sweeps import summary_table
 
-    tables = {}
-    try:
-        frame = load_runs(run_root)
-    except FileNotFoundError:
-        return tables
-    metrics = [m for m in ("last_accuracy", "average_incremental_accuracy", "forgetting") if m in frame.columns]
-    for (benchmark, tasks), group in frame[frame.tasks_done > 0].groupby(["benchmark", "tasks_done"], sort=True):
-        tables[f"{benchmark} ({tasks} task{'s' if tasks > 1 else ''})"] = summary_table(group, metrics)
-    return tables
 
 
 def failed_points(run_root: str | Path) -> list[dict]:
@@ -322,3 +272,4 @@ def failed_points(run_root: str | Path) -> list[dict]:
         if status and status.get("state") == "failed":
             failed.append({"key": status.get("key"), "run_dir": str(path.parent), "error": status.get("error")})
     return failed
+

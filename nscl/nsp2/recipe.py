@@ -42,7 +42,7 @@ after a large first task its head can win every argmax. On the tiny look-alike s
 (seed 0, benchmarks/tiny_grid.py) VPT-Seq and VPT-NSP² score 0-0.4% class-incrementally on each
 5-class task, and 89-100% task-aware.
 
-Tiny: one recipe on every grey tiny protocol (nscl.presets.protocols: shapes100-5s, -10s, -25s and
+Tiny: one recipe on every grey tiny protocol (nscl.data.protocols: shapes100-5s, -10s, -25s and
 -25-5), VPT with cifar100-10s's temperature 28 and eta 0.97, 5 epochs, lr 0.01.
 
 Matching the official code (zugexiaodui/VPTinNSforCL@0d9c547, train_eval.py), each with a test:
@@ -70,13 +70,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Literal
 
-from nscl.consistency import ConditionSpec
-from nscl.data.loading import BatchTransform
-from nscl.methods.nsp2 import NSP2, NSP2Config, control_configs
+from nscl.data.benchmarks import BENCHMARKS, load_benchmark
+from nscl.data.protocols import NSP2_PROTOCOLS, PAPER_PROTOCOLS
+from nscl.experiment.experiment import Experiment, check_preset
+from nscl.experiment.run import RunConfig
+from nscl.nsp2.conditions import ConditionSpec
+from nscl.nsp2.method import NSP2, NSP2Config, control_configs
 from nscl.nullspace import NullSpaceRule
-from nscl.presets.common import BENCHMARKS, Experiment, check_preset, load_benchmark
-from nscl.presets.protocols import NSP2_PROTOCOLS, PAPER_PROTOCOLS
-from nscl.run import RunConfig
 
 __all__ = ["nsp2_recipe", "nsp2_experiment", "build_nsp2", "vpt_source", "VPT_SOURCE"]
 
@@ -131,7 +131,7 @@ def nsp2_recipe(preset: str = "tiny", backbone: Literal["vit", "clip"] = "vit", 
             cfg = NSP2Config(head="task_linear", lr=0.01, milestones=(3, 4), temperature=28.0,
                              conditions=_adaptive(0.97))
         else:
-            from nscl.pretrain import CAPTION_TEMPLATES
+            from nscl.models.pretrain import CAPTION_TEMPLATES
 
             cfg = NSP2Config(head="text", prompt_layers=(0, 1, 2), lr=0.01, milestones=(3, 4), temperature=1.0,
                              conditions=_adaptive(0.98), refine_head=True, templates=tuple(CAPTION_TEMPLATES))
@@ -187,7 +187,7 @@ def nsp2_experiment(preset: str = "tiny", backbone: Literal["vit", "clip"] = "vi
     """Seq and NSP² on one benchmark, ready to `run_all(seeds)`; `config_overrides` go to NSP2Config.
 
     controls=True adds the frozen control (prompts trained on the first task only) and the joint upper
-    bound (`nscl.methods.nsp2.control_configs`).
+    bound (`nscl.nsp2.method.control_configs`).
     """
     benchmark, cfg, run = nsp2_recipe(preset, backbone, benchmark, device, clip_prompt_layers)
     cfg = replace(cfg, **config_overrides)

@@ -2,33 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import math
+from typing import Mapping
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from nscl.results.tables import method_role
+
 __all__ = ["plot_accuracy_matrix", "plot_spectrum", "plot_step_accuracies", "plot_metric_sweep", "savefig"]
+
 
 
 def plot_accuracy_matrix(ax: plt.Axes, accuracy: np.ndarray, title: str = "", vmin: float = 0.0,
                          annotate: bool | None = None) -> plt.Axes:
-    """Heat map of R[i, j] (rows: after training task i, columns: evaluated on task j)."""
-    n = accuracy.shape[0]
-    masked = np.ma.masked_invalid(accuracy * 100)
-    annotate = n <= 12 if annotate is None else annotate
-    # tick labels go through seaborn, which thins them on large matrices (setting all n afterwards fails)
-    labels = list(range(1, n + 1))
-    sns.heatmap(masked, ax=ax, vmin=vmin * 100, vmax=100, cmap="viridis", annot=annotate, fmt=".0f",
-                mask=np.isnan(accuracy), cbar_kws={"label": "accuracy (%)"}, annot_kws={"fontsize": 7},
-                square=True, xticklabels=labels if n <= 12 else "auto", yticklabels=labels if n <= 12 else "auto")
-    if n > 12:   # seaborn's automatic ticks count from 0
-        ax.set_xticklabels([int(t.get_text()) + 1 for t in ax.get_xticklabels()])
-        ax.set_yticklabels([int(t.get_text()) + 1 for t in ax.get_yticklabels()], rotation=0)
+    """Heat map of R[i, j] in % (rows: after training task i, columns: evaluated on task j), tasks numbered
+    from 1; on long sequences only every k-th task is labelled (at most 12 labels per axis), and the cells
+    are annotated up to 12 tasks unless `annotate` says otherwise."""
+    n = len(accuracy)
+    every = max(1, math.ceil(n / 12))
+    tasks = range(1, n + 1)
+    cells = pd.DataFrame(np.asarray(accuracy, dtype=float) * 100, index=tasks, columns=tasks)
+    sns.heatmap(cells, ax=ax, vmin=vmin * 100, vmax=100, cmap="viridis", mask=cells.isna(),
+                annot=n <= 12 if annotate is None else annotate, fmt=".0f", annot_kws={"fontsize": 7},
+                xticklabels=every, yticklabels=every, square=True, cbar_kws={"label": "accuracy (%)"})
+    ax.tick_params(axis="y", labelrotation=0)
     ax.set_xlabel("evaluated on task j")
     ax.set_ylabel("after training task i")
-    ax.tick_params(axis="y", rotation=0)
     ax.set_title(title)
     return ax
 
@@ -46,21 +48,6 @@ def plot_spectrum(ax: plt.Axes, singular_values: np.ndarray, marks: Mapping[str,
     ax.set_title(title)
     if marks:
         ax.legend(fontsize=8)
-    return ax
-
-
-def plot_step_accuracies(ax: plt.Axes, curves: Mapping[str, Sequence[float]], title: str = "",
-                         reference: Mapping[str, Sequence[float]] | None = None) -> plt.Axes:
-    """Accuracy on all classes seen so far after each task, one line per method (as NSP²'s Figure 2)."""
-    for name, values in curves.items():
-        ax.plot(np.arange(1, len(values) + 1), np.asarray(values) * 100, marker="o", label=name)
-    for name, values in (reference or {}).items():
-        ax.plot(np.arange(1, len(values) + 1), np.asarray(values) * 100, ls=":", marker="x", label=f"{name} (paper)")
-    ax.set_xlabel("number of tasks learnt")
-    ax.set_ylabel("accuracy on seen classes (%)")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
     return ax
 
 
@@ -87,3 +74,32 @@ def plot_metric_sweep(ax: plt.Axes, frame: pd.DataFrame, x: str, y: str, hue: st
 def savefig(fig: plt.Figure, path) -> None:
     """Save a figure next to a run's CSV/JSON (PNG, tight)."""
     fig.savefig(path, dpi=120, bbox_inches="tight")
+
+
+# line style per role (Seq, the method, frozen, joint, zero-shot), so that curves that coincide stay visible
+_STYLES = ("--", "-", "-", ":", "-.", (0, (1, 3)), "-")
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed" + ("" if n == 1 else "s")
+
+
+def plot_step_accuracies(ax: plt.Axes, curves: pd.DataFrame, colours: Mapping[str, object] | None = None,
+                         title: str = "") -> plt.Axes:
+    """Accuracy on all classes seen so far after each task (%, as NSP²'s Figure 2), per method: the mean over
+    seeds and a ±1 std band. curves: nscl.results.tables.step_curves (method, seed, task, accuracy)."""
+    for method, frame in curves.groupby("method", sort=False):
+        stats = frame.groupby("task").accuracy.agg(["mean", "std", "size"]) * [100, 100, 1]
+        colour = (colours or {}).get(method)
+        line, = ax.plot(stats.index, stats["mean"], marker="o", ms=3, color=colour, ls=_STYLES[method_role(method)],
+                        label=f"{method} ({_seeds(int(stats['size'].max()))})")
+        band = stats["std"].fillna(0.0)
+        ax.fill_between(stats.index, stats["mean"] - band, stats["mean"] + band, color=line.get_color(), alpha=0.15)
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax.set_xlabel("number of tasks learnt")
+    ax.set_ylabel("accuracy on seen classes (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return ax
+

@@ -33,8 +33,15 @@ from typing import Literal
 
 import torch
 
-from nscl.nullspace import (CovarianceAccumulator, EmptyNullSpaceWarning, NullSpaceInfo, NullSpaceRule,
-                            mix_with_identity, null_space_basis, null_space_projector)
+from nscl.nullspace import (
+    CovarianceAccumulator,
+    EmptyNullSpaceWarning,
+    NullSpaceInfo,
+    NullSpaceRule,
+    mix_with_identity,
+    null_space_basis,
+    null_space_projector,
+)
 
 __all__ = ["ConditionRecorder", "ConditionSpec", "condition_projectors", "drift_penalty"]
 

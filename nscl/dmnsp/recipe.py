@@ -43,7 +43,7 @@ nothing to learn and nothing to forget), lr 1e-2 and 10 epochs (at 1e-3 and 4 ep
 barely move off zero-shot in 160 steps), and null spaces chosen by energy: drop the top directions
 holding 98.5% (the released code's unused DEFAULT_THRESHOLD). TOP_SELECT = 1 of 128 dimensions leaves
 the projection close to the identity; the `top1` variant keeps that rule. The same tiny recipe runs
-on every tiny protocol (nscl.presets.protocols), each on its tinted twin (shapes100-tinted-5s, ...).
+on every tiny protocol (nscl.data.protocols), each on its tinted twin (shapes100-tinted-5s, ...).
 
 The W_down null space shared by the 4 visual layers is the pooled one (`common_space="pooled"`): the
 energy rule on the sum of the layers' trace-normalised input covariances. Each layer alone keeps
@@ -59,12 +59,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Sequence
 
+from nscl.data.benchmarks import BENCHMARKS, load_benchmark
 from nscl.data.loading import BatchTransform
-from nscl.methods.dmnsp import DMNSP, DMNSPConfig
+from nscl.data.protocols import DMNSP_PROTOCOLS, PAPER_PROTOCOLS
+from nscl.dmnsp.method import DMNSP, DMNSPConfig
+from nscl.experiment.experiment import Experiment, check_preset
+from nscl.experiment.run import RunConfig
 from nscl.methods.zeroshot import ZeroShotCLIP
-from nscl.presets.common import BENCHMARKS, Experiment, check_preset, load_benchmark
-from nscl.presets.protocols import DMNSP_PROTOCOLS, PAPER_PROTOCOLS
-from nscl.run import RunConfig
 
 __all__ = ["dmnsp_recipe", "dmnsp_experiment", "build_clip_for", "paper_default_seeds", "DMNSP_BENCHMARKS",
            "VARIANTS"]
@@ -119,7 +120,8 @@ def paper_default_seeds(benchmark: str) -> tuple[int, ...]:
 def build_clip_for(preset: str, pretrained: bool = True):
     """(clip model, tokenizer, train transform) for a preset; pretrained=False (paper): random weights."""
     if preset == "tiny":
-        from nscl.models.tiny import TINY_IMAGE_SIZE, TINY_MEAN, TINY_STD, pretrained_tiny_clip
+        from nscl.data.protocols import TINY_IMAGE_SIZE
+        from nscl.models.tiny import TINY_MEAN, TINY_STD, pretrained_tiny_clip
 
         clip, tokenizer = pretrained_tiny_clip()
         transform = BatchTransform(TINY_IMAGE_SIZE, TINY_MEAN, TINY_STD, augment="rrc", rrc_scale=(0.9, 1.0))

@@ -1,6 +1,6 @@
 """Checking values against type hints, with messages that name the field, the value and what is accepted.
 
-Generic pieces of nscl.config: `coerce` (a value against a type hint), `describe_type` (a hint in
+Generic pieces of nscl.experiment.config: `coerce` (a value against a type hint), `describe_type` (a hint in
 words, for --help and messages), `read_config_file` (TOML / YAML / JSON) and `check_parameters`
 (the chapters' guard against mistyped papermill parameters).
 """
@@ -75,7 +75,7 @@ def check_parameters(namespace: Mapping[str, Any], allowed: set[str] | Mapping[s
         seeds = [0]
 
         # %%
-        from nscl.config import check_parameters
+        from nscl.experiment.config import check_parameters
         check_parameters(globals(), {"preset", "seeds"}, types={"seeds": list})
 
     Every global that holds plain data (None, bool, numbers, strings, lists, tuples, dicts, sets: what

@@ -1,4 +1,5 @@
-"""Writing files so that readers, and other writers, never see half of one.
+"""Files read and written safely: writes that readers, and other writers, never see half of, and JSON
+read with a fallback.
 
 Each write goes to a temporary file named after the process and a random token in the target's
 folder, then `os.replace` puts it in place: a reader sees the old file or the whole new one, and
@@ -7,6 +8,7 @@ two processes filling a cache at once never share a temporary file.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_torch_save"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_torch_save", "read_json"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], fsync: bool = False) -> Path:
@@ -39,3 +41,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike, fsync: bool = False) -> Path:
     return atomic_write(path, lambda tmp: torch.save(obj, tmp), fsync=fsync)
+
+
+def read_json(path: str | os.PathLike, default: Any = None) -> Any:
+    """The JSON document at `path`, or `default` when it is missing, unreadable or not valid JSON
+    (a run directory that a killed process left half-made)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return default

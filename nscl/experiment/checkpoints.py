@@ -14,18 +14,17 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from nscl.experiment.result import RunResult
+from nscl.files import atomic_write_text
 from nscl.metrics import summarize
 
-if TYPE_CHECKING:
-    from nscl.run import RunResult
-
 __all__ = ["CHECKPOINT", "PREVIOUS_CHECKPOINT", "RESULT_FILES", "RunMismatchError", "CheckpointWarning",
-           "settings_hash", "atomic_write_text", "save_checkpoint", "write_results", "resume_point"]
+           "settings_hash", "save_checkpoint", "write_results", "resume_point"]
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
@@ -47,12 +46,6 @@ class _DamagedCheckpoint(Exception):
 
 def settings_hash(fingerprint: dict) -> str:
     return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def save_checkpoint(run_path: Path, payload: dict) -> None:
@@ -77,7 +70,7 @@ def read_checkpoint(path: Path) -> dict:
     return ckpt
 
 
-def write_results(run_dir: Path, result: "RunResult", fingerprint: dict) -> None:
+def write_results(run_dir: Path, result: RunResult, fingerprint: dict) -> None:
     atomic_write_text(run_dir / "accuracy.csv", result.accuracy_frame().to_csv(index=False))
     atomic_write_text(run_dir / "tasks.csv", result.tasks.to_csv(index=False))
     done = int(np.isfinite(np.diag(result.accuracy)).sum())

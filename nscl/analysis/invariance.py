@@ -12,8 +12,8 @@ from typing import Iterable
 
 import torch
 
-from nscl.consistency import ConditionRecorder
 from nscl.models.encoders import PromptedEncoder
+from nscl.nsp2.conditions import ConditionRecorder
 
 __all__ = ["collect_conditions", "relative_change", "offset_change", "block_output_change", "prompt_step_change",
            "OutputRecorder"]

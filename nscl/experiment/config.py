@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from nscl.validation import (check_parameters, coerce, describe_type, message, plain, read_config_file,
-                             suggest)
+from nscl.experiment.coerce import check_parameters, coerce, describe_type, message, plain, read_config_file, suggest
 
 __all__ = ["ExperimentConfig", "check_parameters", "METHODS", "BACKBONES", "config_fields", "describe_type",
            "RESERVED_OVERRIDES"]
@@ -44,7 +43,7 @@ _DATA_FOLDERS = {"cifar100": "cifar-100-python", "imagenet_r": "imagenet-r", "do
 
 
 def _benchmark_ids() -> tuple[str, ...]:
-    from nscl.presets.common import BENCHMARKS
+    from nscl.data.benchmarks import BENCHMARKS
 
     return tuple(sorted(BENCHMARKS))
 
@@ -56,7 +55,7 @@ def _precisions() -> tuple[str, ...]:
 
 
 def _variant_names() -> tuple[str, ...]:
-    from nscl.presets.dmnsp import VARIANTS
+    from nscl.dmnsp.recipe import VARIANTS
 
     return tuple(VARIANTS)
 
@@ -113,8 +112,9 @@ class ExperimentConfig:
                 for item in (value if isinstance(value, tuple) else (value,)):
                     if item not in choices:
                         raise ValueError(message(f.name, value, f"one of {list(choices)}" + suggest(item, choices)))
-        from nscl.presets.common import BENCHMARKS, check_seeds
-        from nscl.run import DEVICE_PATTERN
+        from nscl.data.benchmarks import BENCHMARKS
+        from nscl.experiment.experiment import check_seeds
+        from nscl.experiment.run import DEVICE_PATTERN
 
         if self.seeds is not None:
             try:
@@ -235,21 +235,21 @@ class ExperimentConfig:
 
     def _recipe(self, device: str):
         if self.method == "nsp2":
-            from nscl.presets.nsp2 import nsp2_recipe
+            from nscl.nsp2.recipe import nsp2_recipe
 
             return nsp2_recipe(self.preset, self.backbone_id, self.benchmark_id, device, self.clip_prompt_layers)
-        from nscl.presets.dmnsp import dmnsp_recipe
+        from nscl.dmnsp.recipe import dmnsp_recipe
 
         return dmnsp_recipe(self.preset, self.benchmark_id, device)
 
     def _build(self, device: str, frozen: bool):
         if self.method == "nsp2":
-            from nscl.presets.nsp2 import nsp2_experiment
+            from nscl.nsp2.recipe import nsp2_experiment
 
             return nsp2_experiment(self.preset, self.backbone_id, self.benchmark_id, device=device,
                                    data_root=self.data_root, download=self.download,
                                    clip_prompt_layers=self.clip_prompt_layers, **self.overrides)
-        from nscl.presets.dmnsp import dmnsp_experiment
+        from nscl.dmnsp.recipe import dmnsp_experiment
 
         return dmnsp_experiment(self.preset, self.benchmark_id, device=device, data_root=self.data_root,
                                 download=self.download, variants=self.variants or ("paper",), frozen=frozen,
@@ -315,11 +315,11 @@ class ExperimentConfig:
         out["overrides"] = plain(self.overrides)
         return out
 
-    def replace(self, **changes) -> "ExperimentConfig":
+    def replace(self, **changes) -> ExperimentConfig:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any], **changes) -> "ExperimentConfig":
+    def from_dict(cls, values: Mapping[str, Any], **changes) -> ExperimentConfig:
         """From a mapping (a preset file's contents); keys may use dashes; `changes` win over `values`."""
         if not isinstance(values, Mapping):
             raise ValueError(f"an experiment config must be a mapping of field -> value, got {type(values).__name__}")
@@ -332,7 +332,7 @@ class ExperimentConfig:
         return cls(**merged)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, **changes) -> "ExperimentConfig":
+    def from_file(cls, path: str | os.PathLike, **changes) -> ExperimentConfig:
         """From a TOML (.toml), YAML (.yaml/.yml, needs PyYAML) or JSON (.json) file; `changes` win."""
         return cls.from_dict(read_config_file(path), **changes)
 

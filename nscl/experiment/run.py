@@ -15,7 +15,7 @@ config.json (the settings' fingerprint, checked against every later call into th
 Guards: a non-finite loss or parameter stops the run (`DivergedError`, naming the task, epoch and
 step) before anything of that task is written. The loss is checked on the device (a flag and the
 first bad step are kept there) and read back every `CHECK_EVERY` steps and at the end of each epoch.
-Checkpoints (nscl.run_dir): written to a temporary file and renamed; the previous one is kept as checkpoint.prev.pt;
+Checkpoints (nscl.experiment.checkpoints): written to a temporary file and renamed; the previous one is kept as checkpoint.prev.pt;
 a damaged checkpoint is reported (with its path), set aside as *.damaged.pt, and the run resumes from
 the previous one, or starts over when there is none.
 """
@@ -28,9 +28,9 @@ import numbers
 import random
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -40,13 +40,22 @@ from tqdm import tqdm  # text bars: tqdm.auto warns in kernels without ipywidget
 from nscl.data.base import ImageSet
 from nscl.data.continual import ContinualData
 from nscl.data.loading import iterate_batches
+from nscl.experiment.checkpoints import (
+    CHECKPOINT,
+    PREVIOUS_CHECKPOINT,
+    RESULT_FILES,
+    CheckpointWarning,
+    RunMismatchError,
+    atomic_write_text,
+    resume_point,
+    save_checkpoint,
+    write_results,
+)
+from nscl.experiment.result import RunResult
 from nscl.methods.base import PRECISIONS, ContinualMethod, TaskInfo
-from nscl.metrics import ContinualMetrics, summarize
 from nscl.models.artifacts import describe, weights_of
-from nscl.run_dir import (CHECKPOINT, PREVIOUS_CHECKPOINT, RESULT_FILES, CheckpointWarning, RunMismatchError,
-                          atomic_write_text, resume_point, save_checkpoint, write_results)
 
-__all__ = ["RunConfig", "RunResult", "RunMismatchError", "DivergedError", "CheckpointWarning", "run_continual",
+__all__ = ["RunConfig", "RunMismatchError", "DivergedError", "CheckpointWarning", "run_continual",
            "evaluate", "seed_everything", "repeated", "CHECKPOINT", "PREVIOUS_CHECKPOINT", "RESULT_FILES",
            "DEVICE_PATTERN"]
 
@@ -101,29 +110,6 @@ class RunConfig:
             raise ValueError(f"RunConfig.device={self.device!r} but no CUDA device is visible; use device='cpu'")
 
 
-@dataclass
-class RunResult:
-    accuracy: np.ndarray          # R[i, j], NaN above the diagonal (class-incremental)
-    task_sizes: np.ndarray        # test samples per task
-    tasks: pd.DataFrame           # per-task log: time, loss, step accuracy
-    accuracy_task_aware: np.ndarray | None = None  # same, argmax within task j's classes only
-    run_dir: Path | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def metrics(self) -> ContinualMetrics:
-        return summarize(self.accuracy, self.task_sizes)
-
-    @property
-    def metrics_task_aware(self) -> ContinualMetrics:
-        return summarize(self.accuracy_task_aware, self.task_sizes)
-
-    def accuracy_frame(self) -> pd.DataFrame:
-        til = self.accuracy_task_aware
-        rows = [dict(train_task=i, eval_task=j, accuracy=self.accuracy[i, j],
-                     accuracy_task_aware=np.nan if til is None else til[i, j], n_test=int(self.task_sizes[j]))
-                for i in range(self.accuracy.shape[0]) for j in range(i + 1)]
-        return pd.DataFrame(rows)
 
 
 def seed_everything(seed: int) -> None:
@@ -225,7 +211,7 @@ def run_continual(method: ContinualMethod, data: ContinualData, config: RunConfi
     """Train `method` through the tasks of `data`; checkpoint to `run_dir` after every task.
 
     after_task(t, method): called after task t's end_task, before its evaluation, for every task this
-    call trains (not for tasks read back from a checkpoint); e.g. `nscl.invariance.OutputRecorder`.
+    call trains (not for tasks read back from a checkpoint); e.g. `nscl.analysis.invariance.OutputRecorder`.
 
     Reopening a run_dir with a smaller `max_tasks` than it holds reads back the first tasks' results
     (the method is loaded with the checkpoint's state, after all of its tasks: see extras["tasks_in_state"]).

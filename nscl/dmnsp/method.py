@@ -48,11 +48,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from nscl.data.loading import BatchTransform
+from nscl.dmnsp.multilayer import coefficients, gram
+from nscl.dmnsp.records import load_state, moment_health_rows, null_dim_rows, to_cpu, tower_of, update_norm_row
 from nscl.methods.base import Batches, ContinualMethod, TaskInfo
-from nscl.methods.dmnsp_records import (load_state, moment_health_rows, null_dim_rows, to_cpu, tower_of,
-                                        update_norm_row)
-from nscl.models.adapters import add_adapters, adapter_parameters
-from nscl.multilayer import coefficients, gram
+from nscl.models.adapters import adapter_parameters, add_adapters
 
 __all__ = ["DMNSPConfig", "DMNSP", "cosine_lr"]
 
@@ -262,7 +261,7 @@ class DMNSP(ContinualMethod):
         if self.lam is not None and self._projecting():
             self.lambda_history.append({"task": task.index, **{k: v.clone() for k, v in self.lam.items()}})
         if self.config.projection:
-            from nscl.methods.dmnsp_bases import update_bases
+            from nscl.dmnsp.bases import update_bases
 
             update_bases(self, task, batches)
             self._log_null_dims(task)

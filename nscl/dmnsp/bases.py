@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from nscl.atlas import atlas_rows
+from nscl.dmnsp.multilayer import drop_top_basis, gram, intersection_projector, projector_chain
 from nscl.methods.base import Batches, TaskInfo
-from nscl.multilayer import drop_top_basis, gram, intersection_projector, projector_chain
 from nscl.nullspace import CovarianceAccumulator, NullSpaceRule, null_space_mask, spectrum
 
 __all__ = ["update_bases", "layer_null_space_rule", "split_top", "common_null_projector"]

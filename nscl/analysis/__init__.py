@@ -1,0 +1,1 @@
+"""Measurements the chapters make on trained models: invariance, room in the null spaces, the two modalities."""

@@ -1,0 +1,1 @@
+"""Results: gathering runs, tables over seeds, reports against the papers, plots, reproducibility."""
