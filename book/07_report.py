@@ -47,7 +47,7 @@ import pandas as pd
 import seaborn as sns
 
 from nscl.experiment.grid import failed_points
-from nscl.paths import output_dir
+from nscl.paths import output_dir, repo_root
 from nscl.results import collect, report
 from nscl.results.plots import plot_accuracy_matrix, plot_step_accuracies, savefig
 from nscl.results.tables import method_order, step_curves
@@ -59,7 +59,8 @@ for stale in [*out.glob("table_*.csv"), *out.glob("accuracy_matrices_*.png"), ou
 runs = collect.load_runs(root)
 accuracy = collect.load_accuracy(runs)
 runs.drop(columns="run_dir").to_csv(out / "runs.csv", index=False)
-print(f"{len(runs)} runs under {root}: {runs.method.nunique()} methods, {runs.benchmark.nunique()} benchmarks, "
+shown_root = root.relative_to(repo_root()) if root.is_relative_to(repo_root()) else root   # no machine paths
+print(f"{len(runs)} runs under {shown_root}: {runs.method.nunique()} methods, {runs.benchmark.nunique()} benchmarks, "
       f"seeds {sorted(int(s) for s in runs.seed.unique())}")
 
 # %% [markdown]
