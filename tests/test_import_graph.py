@@ -130,3 +130,22 @@ def test_lower_layers_never_import_upwards(level):
     upward = {(module, target) for module, targets in import_graph().items() if layer_of(module) == level
               for target in targets if (layer_of(target) is None or layer_of(target) > level)}
     assert not upward, f"layer {LAYERS[level]} imports from above it: {sorted(upward)}"
+
+
+# The command line and the config it validates import the recipes (torch, timm, open_clip) only when a
+# command needs them, so that `python -m nscl --help` and a config check stay instant.
+LAZY_BY_DESIGN = {"nscl.cli", "nscl.experiment.config"}
+
+
+def test_imports_of_the_package_sit_at_module_level():
+    inside = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        top_level = {id(node) for node in tree.body}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and id(node) not in top_level and (node.module or "").startswith("nscl"):
+                inside.add(module_name(path))
+            elif isinstance(node, ast.Import) and id(node) not in top_level and \
+                    any(a.name.startswith("nscl") for a in node.names):
+                inside.add(module_name(path))
+    assert inside <= LAZY_BY_DESIGN, f"imports of nscl inside functions: {sorted(inside - LAZY_BY_DESIGN)}"

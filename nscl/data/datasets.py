@@ -17,7 +17,9 @@ import numpy as np
 import torch
 
 from nscl.data.base import FileImageSet, ImageSet, TensorImageSet
+from nscl.data.checksums import GENERATOR_VERSION, set_key, verify_classes
 from nscl.data.official import DEFAULT_LINEAGE, available_lineages, class_name_table, split_list
+from nscl.data.shapes import dataset_name, make_shapes100
 from nscl.files import atomic_torch_save
 from nscl.paths import cache_dir, data_root
 
@@ -217,9 +219,6 @@ def _tinyimagenet(split: str, root: Path, names: tuple[tuple[str, str], ...],
 
 def _shapes100(split: str, n_per_class: int | None = None, image_size: int = 32, seed: int = 0,
                cache: bool = True, background: str = "grey") -> TensorImageSet:
-    from nscl.data.checksums import GENERATOR_VERSION, set_key, verify_classes
-    from nscl.data.shapes import dataset_name, make_shapes100
-
     n = n_per_class if n_per_class is not None else (500 if split == "train" else 100)
     style = "" if background == "grey" else f"_{background}"
     # The generator version in the name: a cache of an older renderer is never read as the current one.

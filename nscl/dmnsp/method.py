@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nscl.data.loading import BatchTransform
+from nscl.dmnsp.bases import update_bases
 from nscl.dmnsp.multilayer import coefficients, gram
 from nscl.dmnsp.records import load_state, moment_health_rows, null_dim_rows, to_cpu, tower_of, update_norm_row
 from nscl.methods.base import Batches, ContinualMethod, TaskInfo
@@ -261,8 +262,6 @@ class DMNSP(ContinualMethod):
         if self.lam is not None and self._projecting():
             self.lambda_history.append({"task": task.index, **{k: v.clone() for k, v in self.lam.items()}})
         if self.config.projection:
-            from nscl.dmnsp.bases import update_bases
-
             update_bases(self, task, batches)
             self._log_null_dims(task)
         if self.config.record_parameters:

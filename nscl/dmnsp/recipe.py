@@ -61,11 +61,12 @@ from typing import Sequence
 
 from nscl.data.benchmarks import BENCHMARKS, load_benchmark
 from nscl.data.loading import BatchTransform
-from nscl.data.protocols import DMNSP_PROTOCOLS, PAPER_PROTOCOLS
+from nscl.data.protocols import DMNSP_PROTOCOLS, PAPER_PROTOCOLS, TINY_IMAGE_SIZE
 from nscl.dmnsp.method import DMNSP, DMNSPConfig
 from nscl.experiment.experiment import Experiment, check_preset
 from nscl.experiment.run import RunConfig
 from nscl.methods.zeroshot import ZeroShotCLIP
+from nscl.models import backbones, tiny
 
 __all__ = ["dmnsp_recipe", "dmnsp_experiment", "build_clip_for", "paper_default_seeds", "DMNSP_BENCHMARKS",
            "VARIANTS"]
@@ -120,16 +121,12 @@ def paper_default_seeds(benchmark: str) -> tuple[int, ...]:
 def build_clip_for(preset: str, pretrained: bool = True):
     """(clip model, tokenizer, train transform) for a preset; pretrained=False (paper): random weights."""
     if preset == "tiny":
-        from nscl.data.protocols import TINY_IMAGE_SIZE
-        from nscl.models.tiny import TINY_MEAN, TINY_STD, pretrained_tiny_clip
-
-        clip, tokenizer = pretrained_tiny_clip()
-        transform = BatchTransform(TINY_IMAGE_SIZE, TINY_MEAN, TINY_STD, augment="rrc", rrc_scale=(0.9, 1.0))
+        clip, tokenizer = tiny.pretrained_tiny_clip()
+        transform = BatchTransform(TINY_IMAGE_SIZE, tiny.TINY_MEAN, tiny.TINY_STD, augment="rrc", rrc_scale=(0.9, 1.0))
         return clip, tokenizer, transform
-    from nscl.models.backbones import CLIP_PRETRAINED, build_clip, clip_transform
 
-    clip, tokenizer = build_clip(pretrained=CLIP_PRETRAINED if pretrained else None)
-    return clip, tokenizer, clip_transform(clip, augment="rrc", rrc_scale=(0.9, 1.0))
+    clip, tokenizer = backbones.build_clip(pretrained=backbones.CLIP_PRETRAINED if pretrained else None)
+    return clip, tokenizer, backbones.clip_transform(clip, augment="rrc", rrc_scale=(0.9, 1.0))
 
 
 def dmnsp_experiment(preset: str = "tiny", benchmark: str | None = None, device: str = "cpu",

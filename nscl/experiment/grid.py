@@ -29,6 +29,8 @@ from typing import Any, Callable, Iterable, Sequence
 import pandas as pd
 
 from nscl.experiment.config import ExperimentConfig
+from nscl.experiment.experiment import check_seeds, merge_metrics_csv
+from nscl.experiment.result import metrics_frame, slug
 from nscl.files import atomic_write_text, read_json
 
 __all__ = ["SweepRun", "expand", "sweep", "run_point", "format_outcomes", "failed_points",
@@ -64,8 +66,6 @@ def expand(methods: Sequence[str], benchmarks: Sequence[str | None], seeds: Sequ
 
     base / settings: the other ExperimentConfig fields, shared by every point (settings win).
     """
-    from nscl.experiment.experiment import check_seeds
-
     seeds = check_seeds(seeds, "sweep seeds")
     if isinstance(methods, str) or isinstance(benchmarks, str):
         raise ValueError("methods and benchmarks must be lists, e.g. ['nsp2', 'dmnsp'] and ['shapes100-10s']")
@@ -111,9 +111,6 @@ def is_finished(run: SweepRun) -> bool:
 
 def run_point(config: dict, run_dir: str) -> dict:
     """Run one grid point (in a Ray worker or in this process); returns its status, never raises."""
-    from nscl.experiment.experiment import merge_metrics_csv
-    from nscl.experiment.result import metrics_frame, slug
-
     path = Path(run_dir)
     start = time.time()
     status: dict[str, Any] = {"key": None, "state": "running", "config": config, "host": socket.gethostname(),

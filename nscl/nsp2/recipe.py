@@ -72,8 +72,11 @@ from typing import Literal
 
 from nscl.data.benchmarks import BENCHMARKS, load_benchmark
 from nscl.data.protocols import NSP2_PROTOCOLS, PAPER_PROTOCOLS
+from nscl.data.transforms import nsp2_transform
 from nscl.experiment.experiment import Experiment, check_preset
 from nscl.experiment.run import RunConfig
+from nscl.models import backbones, tiny
+from nscl.models.pretrain import CAPTION_TEMPLATES
 from nscl.nsp2.conditions import ConditionSpec
 from nscl.nsp2.method import NSP2, NSP2Config, control_configs
 from nscl.nullspace import NullSpaceRule
@@ -131,8 +134,6 @@ def nsp2_recipe(preset: str = "tiny", backbone: Literal["vit", "clip"] = "vit", 
             cfg = NSP2Config(head="task_linear", lr=0.01, milestones=(3, 4), temperature=28.0,
                              conditions=_adaptive(0.97))
         else:
-            from nscl.models.pretrain import CAPTION_TEMPLATES
-
             cfg = NSP2Config(head="text", prompt_layers=(0, 1, 2), lr=0.01, milestones=(3, 4), temperature=1.0,
                              conditions=_adaptive(0.98), refine_head=True, templates=tuple(CAPTION_TEMPLATES))
         run = RunConfig(epochs=5, batch_size=64, eval_batch_size=256, device=device)
@@ -160,22 +161,18 @@ def build_nsp2(preset: str, backbone: str, config: NSP2Config, benchmark: str, p
     pretrained=False (paper preset): the same architectures with random weights, for tests on a CPU.
     """
     if preset == "tiny":
-        from nscl.models.tiny import pretrained_tiny_clip, pretrained_tiny_vit, tiny_transform
-
         if backbone == "vit":
-            return NSP2(pretrained_tiny_vit(), tiny_transform(train=True), config)
-        clip, tokenizer = pretrained_tiny_clip()
-        return NSP2(clip.visual, tiny_transform(train=True), config, clip_model=clip, tokenizer=tokenizer)
-    from nscl.data.transforms import nsp2_transform
-    from nscl.models.backbones import CLIP_PRETRAINED, build_clip, build_vit, clip_transform, vit_transform
+            return NSP2(tiny.pretrained_tiny_vit(), tiny.tiny_transform(train=True), config)
+        clip, tokenizer = tiny.pretrained_tiny_clip()
+        return NSP2(clip.visual, tiny.tiny_transform(train=True), config, clip_model=clip, tokenizer=tokenizer)
 
     dataset = BENCHMARKS[benchmark].dataset
     if backbone == "vit":
-        vit = build_vit(pretrained=pretrained)
-        base = vit_transform(vit)  # the model's normalisation and input size
+        vit = backbones.build_vit(pretrained=pretrained)
+        base = backbones.vit_transform(vit)  # the model's normalisation and input size
         return NSP2(vit, nsp2_transform(dataset, "vit", base.mean, base.std, base.size), config)
-    clip, tokenizer = build_clip(pretrained=CLIP_PRETRAINED if pretrained else None)
-    base = clip_transform(clip)
+    clip, tokenizer = backbones.build_clip(pretrained=backbones.CLIP_PRETRAINED if pretrained else None)
+    base = backbones.clip_transform(clip)
     return NSP2(clip.visual, nsp2_transform(dataset, "clip", base.mean, base.std, base.size), config,
                 clip_model=clip, tokenizer=tokenizer)
 

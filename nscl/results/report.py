@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from nscl.data.benchmarks import BENCHMARKS, reference_results
 from nscl.results.tables import accuracy_matrix, format_mean_std, method_order, paired_by_seed
 
 __all__ = ["METRICS", "METRIC_NAMES", "PAPER_KEYS", "seed_summary", "reference_numbers", "benchmark_table",
@@ -76,8 +77,6 @@ def seed_summary(runs: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.Dat
 def reference_numbers(benchmark: str) -> pd.DataFrame:
     """The papers' numbers for a benchmark (data/reference_results.csv) with a `label` that matches
     nscl's method labels (VPT-NSP2 -> VPT-NSP²) and the bibliography `key` of the paper they belong to."""
-    from nscl.data.benchmarks import reference_results
-
     refs = reference_results(benchmark).copy()
     refs["label"] = refs.method.str.replace("NSP2", "NSP²", regex=False)
     refs["key"] = refs.paper.map(PAPER_KEYS).fillna(refs.paper)
@@ -154,8 +153,6 @@ def protocol_of(benchmark: str) -> str:
     """The protocol a benchmark runs: its data set and how the classes are split into tasks, whatever
     the class order and the images' variant. NSP²'s cifar100-10s and DMNSP's cifar100-10-10 are one
     protocol, and so are shapes100-10s and shapes100-tinted-10s (the same classes, on other backgrounds)."""
-    from nscl.data.benchmarks import BENCHMARKS
-
     if benchmark not in BENCHMARKS:
         return benchmark
     b = BENCHMARKS[benchmark]
