@@ -78,7 +78,7 @@ def main() -> None:
     if not args.keep:
         os.environ["NSCL_CACHE"] = tempfile.mkdtemp(prefix="nscl-tiny-")
     for name in ("vit", "clip"):
-        path = tiny.tiny_checkpoint_path(name, tiny.TINY_VIT_PRETRAIN if name == "vit" else tiny.TINY_CLIP_PRETRAIN)
+        path = tiny.tiny_checkpoint_path(name, tiny.TINY_PRETRAIN[name])
         if path.exists() and (args.only in (None, name)):
             raise SystemExit(f"{path} exists: remove it to measure a fresh pretraining")
 

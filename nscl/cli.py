@@ -282,7 +282,7 @@ def _cmd_artifacts(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         return 0
     failures = 0
     for name in backbones:
-        config = tiny.TINY_VIT_PRETRAIN if name == "vit" else tiny.TINY_CLIP_PRETRAIN
+        config = tiny.TINY_PRETRAIN[name]
         shipped = load_shipped(f"tiny-{name}", tiny.pretraining_key(name, config))   # raises on a damaged file
         if shipped is None:
             failures += 1

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nscl.files import atomic_write_text
+
 __all__ = ["CHECKSUMS_FILE", "GENERATOR_VERSION", "STANDARD_SETS", "ShapesChecksumError", "set_key",
            "class_checksums", "known_checksums", "verify_classes", "record_checksums"]
 
@@ -85,5 +87,5 @@ def verify_classes(key: str, images: np.ndarray, labels: Sequence[int], n_per_cl
 def record_checksums(sets: dict[str, dict[str, str]]) -> Path:
     """Write the checksums of the standard sets (key -> class -> digest) to CHECKSUMS_FILE."""
     payload = {"generator": GENERATOR_VERSION, "sets": {k: sets[k] for k in sorted(sets)}}
-    CHECKSUMS_FILE.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(CHECKSUMS_FILE, json.dumps(payload, indent=1, sort_keys=True) + "\n")
     return CHECKSUMS_FILE

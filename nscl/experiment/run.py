@@ -46,12 +46,12 @@ from nscl.experiment.checkpoints import (
     RESULT_FILES,
     CheckpointWarning,
     RunMismatchError,
-    atomic_write_text,
     resume_point,
     save_checkpoint,
     write_results,
 )
 from nscl.experiment.result import RunResult
+from nscl.files import atomic_write_text
 from nscl.methods.base import PRECISIONS, ContinualMethod, TaskInfo
 from nscl.models.artifacts import describe, weights_of
 

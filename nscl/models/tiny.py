@@ -47,7 +47,7 @@ from nscl.paths import cache_dir
 
 __all__ = [
     "TINY_MEAN", "TINY_STD", "TINY_VIT_ARCH", "TINY_CLIP_ARCH",
-    "TINY_VIT_PRETRAIN", "TINY_CLIP_PRETRAIN", "build_tiny_vit", "build_tiny_clip", "tiny_tokenizer",
+    "TINY_VIT_PRETRAIN", "TINY_CLIP_PRETRAIN", "TINY_PRETRAIN", "build_tiny_vit", "build_tiny_clip", "tiny_tokenizer",
     "tiny_transform", "base_training_data", "pretraining_key", "tiny_checkpoint_path", "build_shipped_weights",
     "pretrained_tiny_vit", "pretrained_tiny_clip",
 ]
@@ -67,6 +67,7 @@ TINY_CLIP_ARCH: dict = {"image_size": TINY_IMAGE_SIZE, "stem_channels": (32, 64,
 # Pretraining recipes, each ~2 min on 2 CPU cores (benchmarks/tiny_pretraining.py measures them).
 TINY_VIT_PRETRAIN = PretrainConfig(epochs=3.0, batch_size=64, lr=1e-3, n_per_class=1000)
 TINY_CLIP_PRETRAIN = PretrainConfig(epochs=1.0, batch_size=128, lr=1e-3, n_per_class=1000)
+TINY_PRETRAIN: dict[str, PretrainConfig] = {"vit": TINY_VIT_PRETRAIN, "clip": TINY_CLIP_PRETRAIN}   # the recipes, by name
 
 _FORMAT = 1  # bump when the training code changes in a way that changes the weights
 
@@ -190,7 +191,7 @@ def build_shipped_weights(names: tuple[str, ...] = ("vit", "clip"), progress: bo
     """
     entries = {}
     for name in names:
-        config = {"vit": TINY_VIT_PRETRAIN, "clip": TINY_CLIP_PRETRAIN}[name]
+        config = TINY_PRETRAIN[name]
         model = _initial_model(name, config)
         stats = _pretrain(name, model, config, progress)
         entries[name] = write_shipped(f"tiny-{name}", pretraining_key(name, config), model, stats,
