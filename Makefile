@@ -83,6 +83,7 @@ test: chromium $(VENV)/.installed
 # ruff's lint rules (pyproject.toml [tool.ruff]) on the package, tests, benchmarks and chapters.
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # The exercise sets' answers must not hinge on the machine: run the tests that depend on the answers
 # (every solution passes, every catalogued wrong answer fails) again with 1 thread (other reduction

@@ -18,8 +18,13 @@ from nscl.dmnsp.multilayer import coefficients, coefficients_loop, projector_cha
 
 
 def random_bases(layers: int, dim: int, tasks: int, generator: torch.Generator) -> list[torch.Tensor]:
-    blocks = [[torch.linalg.qr(torch.randn(dim, dim, generator=generator, dtype=torch.float64))[0][:, 1:]
-               for _ in range(tasks)] for _ in range(layers)]
+    blocks = [
+        [
+            torch.linalg.qr(torch.randn(dim, dim, generator=generator, dtype=torch.float64))[0][:, 1:]
+            for _ in range(tasks)
+        ]
+        for _ in range(layers)
+    ]
     return [torch.cat(b, dim=1).float() for b in blocks]
 
 
@@ -38,8 +43,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     g = torch.Generator().manual_seed(0)
-    print(f"{'t':>3} {'columns':>8} {'loop λ (s)':>11} {'vectorised λ (s)':>17} {'speed-up':>9} {'max |Δλ|':>9}"
-          f" {'loop proj (s)':>14} {'chain proj (s)':>15} {'speed-up':>9}")
+    print(
+        f"{'t':>3} {'columns':>8} {'loop λ (s)':>11} {'vectorised λ (s)':>17} {'speed-up':>9} {'max |Δλ|':>9}"
+        f" {'loop proj (s)':>14} {'chain proj (s)':>15} {'speed-up':>9}"
+    )
     for t in args.tasks:
         bases = random_bases(args.layers, args.dim, t, g)
         tops = torch.randn(args.layers, args.dim, generator=g)
@@ -58,9 +65,11 @@ def main() -> None:
         loop_p, ref = timed(loop_projection, repeat=3)
         chain_p, fast = timed(lambda: grad @ chain, repeat=10)
         rel = float((fast - ref).norm() / ref.norm())
-        print(f"{t:>3} {bases[0].shape[1]:>8} {loop_s:>11.2f} {vec_s:>17.4f} {loop_s / vec_s:>8.0f}x "
-              f"{float((lam_loop - lam_vec.cpu()).abs().max()):>9.1e} {loop_p:>14.4f} {chain_p:>15.5f} "
-              f"{loop_p / chain_p:>8.0f}x  (chain vs loop relative difference {rel:.1e})")
+        print(
+            f"{t:>3} {bases[0].shape[1]:>8} {loop_s:>11.2f} {vec_s:>17.4f} {loop_s / vec_s:>8.0f}x "
+            f"{float((lam_loop - lam_vec.cpu()).abs().max()):>9.1e} {loop_p:>14.4f} {chain_p:>15.5f} "
+            f"{loop_p / chain_p:>8.0f}x  (chain vs loop relative difference {rel:.1e})"
+        )
 
 
 if __name__ == "__main__":

@@ -46,18 +46,39 @@ _NO_AVX512 = "X86_V4 AVX512_ICL"
 PROFILES: dict[str, dict[str, str]] = {
     "native": {},
     "1 thread": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
-    "AVX2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-             "NPY_DISABLE_CPU_FEATURES": _NO_AVX512},
-    "AVX2, 1 thread": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-                       "NPY_DISABLE_CPU_FEATURES": _NO_AVX512, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
-    "SSE, 1 thread": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
-                      "NPY_DISABLE_CPU_FEATURES": "X86_V3 " + _NO_AVX512, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+    "AVX2": {
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        "NPY_DISABLE_CPU_FEATURES": _NO_AVX512,
+    },
+    "AVX2, 1 thread": {
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        "NPY_DISABLE_CPU_FEATURES": _NO_AVX512,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    },
+    "SSE, 1 thread": {
+        "ATEN_CPU_CAPABILITY": "default",
+        "ONEDNN_MAX_CPU_ISA": "SSE41",
+        "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+        "NPY_DISABLE_CPU_FEATURES": "X86_V3 " + _NO_AVX512,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    },
     "perturbed weights": {"NSCL_PERTURB_WEIGHTS": "1"},
 }
-SLOW = ("SSE, 1 thread",)   # run on the first seed only unless --all-seeds-everywhere
+SLOW = ("SSE, 1 thread",)  # run on the first seed only unless --all-seeds-everywhere
 FAMILIES = ("nsp2", "dmnsp")
-METRICS = ("last_accuracy", "average_incremental_accuracy", "forgetting", "last_accuracy_task_aware",
-           "forgetting_task_aware")
+METRICS = (
+    "last_accuracy",
+    "average_incremental_accuracy",
+    "forgetting",
+    "last_accuracy_task_aware",
+    "forgetting_task_aware",
+)
 
 
 def experiment(family: str):
@@ -77,8 +98,18 @@ def worker(family: str, seed: int, run_root: Path) -> None:
 
     frame, _ = experiment(family).with_run(progress=False).run_all(seeds=[seed], run_root=run_root)
     for row in frame.to_dict("records"):
-        print("RESULT " + json.dumps({**row, "family": family, "capability": torch.backends.cpu.get_cpu_capability(),
-                                      "threads": torch.get_num_threads(), "machine": machine_description()}))
+        print(
+            "RESULT "
+            + json.dumps(
+                {
+                    **row,
+                    "family": family,
+                    "capability": torch.backends.cpu.get_cpu_capability(),
+                    "threads": torch.get_num_threads(),
+                    "machine": machine_description(),
+                }
+            )
+        )
 
 
 def _profile_dir(run_root: Path, profile: str, family: str) -> Path:
@@ -90,20 +121,29 @@ def run_profile(profile: str, family: str, seed: int, run_root: Path) -> list[di
     if "OMP_NUM_THREADS" not in PROFILES[profile]:
         env.pop("OMP_NUM_THREADS", None)
         env.pop("MKL_NUM_THREADS", None)
-    cmd = [sys.executable, __file__, "--worker", family, "--seed", str(seed),
-           "--run-root", str(_profile_dir(run_root, profile, family))]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        family,
+        "--seed",
+        str(seed),
+        "--run-root",
+        str(_profile_dir(run_root, profile, family)),
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{profile} / {family} / seed {seed} failed:\n{done.stderr[-4000:]}")
-    rows = [json.loads(line[len("RESULT "):]) for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    rows = [json.loads(line[len("RESULT ") :]) for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     from nscl.experiment.result import slug
     from nscl.results.reproducibility import trained_parameter_gap
 
     # how far the trained parameters themselves moved from the reference machine's (its run dir, if present)
     for row in rows:
         where = Path(slug(row["method"])) / f"seed{seed}"
-        row["parameter_gap"] = trained_parameter_gap(_profile_dir(run_root, profile, family) / where,
-                                                     _profile_dir(run_root, "native", family) / where)
+        row["parameter_gap"] = trained_parameter_gap(
+            _profile_dir(run_root, profile, family) / where, _profile_dir(run_root, "native", family) / where
+        )
     return [{"profile": profile, **row} for row in rows]
 
 
@@ -136,14 +176,17 @@ def main() -> None:
             for seed in seeds:
                 start = time.perf_counter()
                 rows = pd.DataFrame(run_profile(profile, family, seed, args.run_root))
-                print(f"{profile:>18} {family:>5} seed {seed}: {len(rows)} runs in {time.perf_counter() - start:.0f} s "
-                      f"({rows.capability.iloc[0]}, {rows.threads.iloc[0]} threads)", flush=True)
+                print(
+                    f"{profile:>18} {family:>5} seed {seed}: {len(rows)} runs in {time.perf_counter() - start:.0f} s "
+                    f"({rows.capability.iloc[0]}, {rows.threads.iloc[0]} threads)",
+                    flush=True,
+                )
                 if len(existing):
-                    same = ((existing.profile == profile) & (existing.family == family) & (existing.seed == seed))
+                    same = (existing.profile == profile) & (existing.family == family) & (existing.seed == seed)
                     existing = existing[~same]
                 existing = pd.concat([existing, rows], ignore_index=True)
                 args.out.parent.mkdir(parents=True, exist_ok=True)
-                existing.to_csv(args.out, index=False)   # after every family and seed: nothing finished is lost
+                existing.to_csv(args.out, index=False)  # after every family and seed: nothing finished is lost
     print((spread_table(existing) * 100).round(2).to_string())
 
 

@@ -78,17 +78,21 @@ def gradient_rows(seed: int, task: int = 1) -> list[dict]:
     def training_step(images, labels):
         if method.task.index == task:
             g_ce, g_pen = loss_gradients(method, images, labels)
-            steps.append({"ce": null_shares(g_ce, probe["right"], probe["left"]),
-                          "pen": null_shares(g_pen, probe["right"], probe["left"]),
-                          "ratio": g_pen.flatten(1).norm(dim=1) / g_ce.flatten(1).norm(dim=1),
-                          "ratio_all": float(g_pen.norm() / g_ce.norm())})
+            steps.append(
+                {
+                    "ce": null_shares(g_ce, probe["right"], probe["left"]),
+                    "pen": null_shares(g_pen, probe["right"], probe["left"]),
+                    "ratio": g_pen.flatten(1).norm(dim=1) / g_ce.flatten(1).norm(dim=1),
+                    "ratio_all": float(g_pen.norm() / g_ce.norm()),
+                }
+            )
         return train(images, labels)
 
     method.begin_task, method.training_step = begin_task, training_step
     run_continual(method, data, replace(run, seed=seed, max_tasks=task + 1, progress=False))
     before, after = method.prompt_history[task - 1], method.prompt_history[task]
     ce = torch.stack([s["ce"] for s in steps]).mean(0)
-    moved = [s["pen"] for s in steps if s["pen"].sum() > 0]    # the penalty's gradient is 0 at the first step
+    moved = [s["pen"] for s in steps if s["pen"].sum() > 0]  # the penalty's gradient is 0 at the first step
     pen = torch.stack(moved).mean(0) if moved else torch.full_like(ce, float("nan"))
     ratio = torch.stack([s["ratio"] for s in steps]).median(0).values
     ratio_all = float(np.median([s["ratio_all"] for s in steps]))
@@ -99,20 +103,34 @@ def gradient_rows(seed: int, task: int = 1) -> list[dict]:
     for i, layer in enumerate(method.recorder.layers):
         k1, k2 = probe["right"][i].shape[1], probe["left"][i].shape[1]
         eig = torch.linalg.eigvalsh(method.recorder.affinity[layer].matrix.double()).flip(0)
-        rows.append({
-            "seed": seed, "task": task + 1, "layer": layer + 1, "steps": len(steps), "backbone_weights": weights,
-            "D": probe["right"][i].shape[0], "affinity_null_dim": k1, "m": probe["left"][i].shape[0],
-            "aggregation_null_dim": k2, "affinity_top5_energy": float(eig[:5].sum() / eig.sum()),
-            "ce_affinity_null": float(ce[i, 0]), "ce_aggregation_null": float(ce[i, 1]), "ce_both_null": float(ce[i, 2]),
-            "random_affinity_null": float(rand[i, 0]), "random_aggregation_null": float(rand[i, 1]),
-            "random_both_null": float(rand[i, 2]),
-            "penalty_both_null": float(pen[i, 2]), "penalty_over_ce_norm": float(ratio[i]),
-            "penalty_over_ce_norm_all_layers": ratio_all,
-            "adam_update_survival": float(survival[i]),
-            "projector_gain_both_null": projector_gain(k1, spec.eta1, spec.normalize)
-            * projector_gain(k2, spec.eta2, spec.normalize),
-            "prompt_move": float((after[i] - before[i]).norm()), "prompt_norm": float(before[i].norm()),
-        })
+        rows.append(
+            {
+                "seed": seed,
+                "task": task + 1,
+                "layer": layer + 1,
+                "steps": len(steps),
+                "backbone_weights": weights,
+                "D": probe["right"][i].shape[0],
+                "affinity_null_dim": k1,
+                "m": probe["left"][i].shape[0],
+                "aggregation_null_dim": k2,
+                "affinity_top5_energy": float(eig[:5].sum() / eig.sum()),
+                "ce_affinity_null": float(ce[i, 0]),
+                "ce_aggregation_null": float(ce[i, 1]),
+                "ce_both_null": float(ce[i, 2]),
+                "random_affinity_null": float(rand[i, 0]),
+                "random_aggregation_null": float(rand[i, 1]),
+                "random_both_null": float(rand[i, 2]),
+                "penalty_both_null": float(pen[i, 2]),
+                "penalty_over_ce_norm": float(ratio[i]),
+                "penalty_over_ce_norm_all_layers": ratio_all,
+                "adam_update_survival": float(survival[i]),
+                "projector_gain_both_null": projector_gain(k1, spec.eta1, spec.normalize)
+                * projector_gain(k2, spec.eta2, spec.normalize),
+                "prompt_move": float((after[i] - before[i]).norm()),
+                "prompt_norm": float(before[i].norm()),
+            }
+        )
     return rows
 
 
@@ -129,16 +147,27 @@ def screen_rows(seed: int, run_root: Path) -> list[dict]:
             moves = [float((prompts[t] - prompts[t - 1]).norm()) for t in range(1, len(prompts))]
             diag = np.diag(res.accuracy)
             setting = label if name == "VPT-NSP²" else name.removeprefix("VPT-")
-            rows.append({
-                "setting": setting, "method": name, "seed": seed, "backbone_weights": res.extras["backbone_weights"],
-                "diagonal": float(diag.mean()), "diagonal_tasks_2_on": float(diag[1:].mean()),
-                "forgetting": float(res.metrics.forgetting), "last_accuracy": float(res.metrics.last_accuracy),
-                "forgetting_task_aware": float(res.metrics_task_aware.forgetting),
-                "prompt_move_per_task": float(np.mean(moves)), "prompt_norm_after_task_1": float(prompts[0].norm()),
-                "seconds": time.perf_counter() - start,
-            })
-            print(f"seed {seed} {setting:24s} diag {rows[-1]['diagonal']:.4f} forgetting {rows[-1]['forgetting']:.4f} "
-                  f"move {rows[-1]['prompt_move_per_task']:.3f} ({rows[-1]['seconds']:.0f} s)", flush=True)
+            rows.append(
+                {
+                    "setting": setting,
+                    "method": name,
+                    "seed": seed,
+                    "backbone_weights": res.extras["backbone_weights"],
+                    "diagonal": float(diag.mean()),
+                    "diagonal_tasks_2_on": float(diag[1:].mean()),
+                    "forgetting": float(res.metrics.forgetting),
+                    "last_accuracy": float(res.metrics.last_accuracy),
+                    "forgetting_task_aware": float(res.metrics_task_aware.forgetting),
+                    "prompt_move_per_task": float(np.mean(moves)),
+                    "prompt_norm_after_task_1": float(prompts[0].norm()),
+                    "seconds": time.perf_counter() - start,
+                }
+            )
+            print(
+                f"seed {seed} {setting:24s} diag {rows[-1]['diagonal']:.4f} forgetting {rows[-1]['forgetting']:.4f} "
+                f"move {rows[-1]['prompt_move_per_task']:.3f} ({rows[-1]['seconds']:.0f} s)",
+                flush=True,
+            )
     return rows
 
 
@@ -155,8 +184,14 @@ def main() -> None:
         t0 = time.perf_counter()
         frame = pd.DataFrame([row for seed in args.seeds for row in gradient_rows(seed)])
         frame.to_csv(RESULTS / "nsp2_room_gradient.csv", index=False)
-        cols = ["ce_affinity_null", "ce_aggregation_null", "ce_both_null", "random_both_null", "penalty_over_ce_norm",
-                "adam_update_survival"]
+        cols = [
+            "ce_affinity_null",
+            "ce_aggregation_null",
+            "ce_both_null",
+            "random_both_null",
+            "penalty_over_ce_norm",
+            "adam_update_survival",
+        ]
         print(frame.groupby("layer")[cols].mean().round(3).to_string())
         print(f"gradient part: {time.perf_counter() - t0:.0f} s")
     if args.part in ("screen", "both"):
@@ -165,8 +200,12 @@ def main() -> None:
         seeds = list(args.seeds)
         frame = pd.DataFrame(rows).assign(seeds_run=" ".join(map(str, seeds)))
         frame.to_csv(RESULTS / "nsp2_room_screen.csv", index=False)
-        print(frame.groupby("setting", sort=False)[["diagonal", "forgetting", "last_accuracy",
-                                                    "prompt_move_per_task"]].mean().round(4).to_string())
+        print(
+            frame.groupby("setting", sort=False)[["diagonal", "forgetting", "last_accuracy", "prompt_move_per_task"]]
+            .mean()
+            .round(4)
+            .to_string()
+        )
         print(f"screen: {time.perf_counter() - t0:.0f} s for {len(rows)} runs")
     print(f"total {time.perf_counter() - start:.0f} s")
 

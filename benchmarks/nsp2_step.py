@@ -30,8 +30,12 @@ def build(model: str, device: str, precision: str) -> NSP2:
     if model == "vit-b16":
         backbone, size = build_vit(pretrained=False), 224
     else:
-        backbone, size = build_vit("vit_base_patch16_224", pretrained=False, img_size=32, patch_size=8,
-                                   embed_dim=96, depth=6, num_heads=4), 32
+        backbone, size = (
+            build_vit(
+                "vit_base_patch16_224", pretrained=False, img_size=32, patch_size=8, embed_dim=96, depth=6, num_heads=4
+            ),
+            32,
+        )
     method = NSP2(backbone, BatchTransform(size=size, augment="rrc_flip"), NSP2Config(temperature=28.0))
     method.setup(device, precision)
     return method
@@ -50,7 +54,7 @@ def run_steps(method, images: torch.Tensor, labels: torch.Tensor, batch: int, sy
     sync()
     start = time.perf_counter()
     for i in range(0, len(images) - batch + 1, batch):
-        method.training_step(method.transform(images[i:i + batch], train=True), labels[i:i + batch])
+        method.training_step(method.transform(images[i : i + batch], train=True), labels[i : i + batch])
     sync()
     return time.perf_counter() - start
 
@@ -80,9 +84,14 @@ def main() -> None:
     method.optimizer.set_projection(method.prompts, random_projection(method))
     projected = run_steps(method, images, labels, args.batch, sync)
     result = {
-        "model": args.model, "device": torch.cuda.get_device_name() if cuda else platform.processor() or "cpu",
-        "precision": precision, "batch": args.batch, "images": n, "torch": torch.__version__,
-        "img_per_s_projected": n / projected, "img_per_s_unprojected": n / plain,
+        "model": args.model,
+        "device": torch.cuda.get_device_name() if cuda else platform.processor() or "cpu",
+        "precision": precision,
+        "batch": args.batch,
+        "images": n,
+        "torch": torch.__version__,
+        "img_per_s_projected": n / projected,
+        "img_per_s_unprojected": n / plain,
         "projection_share_of_step": max(0.0, 1 - plain / projected),
         "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
     }

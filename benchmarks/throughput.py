@@ -47,13 +47,16 @@ from nsp2_step import run_steps  # noqa: E402  (steps over a batch of images, sy
 
 RESULTS = Path(__file__).parent / "results"
 CLASSES_PER_TASK = 10
-FULL_TASK_IMAGES = 5000          # one task of CIFAR-100 in 10 tasks
+FULL_TASK_IMAGES = 5000  # one task of CIFAR-100 in 10 tasks
 METHODS = ("nsp2", "dmnsp")
-MODELS = {"nsp2": "timm ViT-B/16 at 224 px, prompts in 12 blocks, random weights",
-          "dmnsp": "OpenAI CLIP ViT-B/16 at 224 px, adapters in both towers, random weights"}
+MODELS = {
+    "nsp2": "timm ViT-B/16 at 224 px, prompts in 12 blocks, random weights",
+    "dmnsp": "OpenAI CLIP ViT-B/16 at 224 px, adapters in both towers, random weights",
+}
 
 
 # -- the methods at paper size -----------------------------------------------------------------------
+
 
 def build(name: str, device: str) -> tuple[ContinualMethod, str, int]:
     """(method with random weights, set up on device; its precision; the recipe's batch size)."""
@@ -76,8 +79,9 @@ def build(name: str, device: str) -> tuple[ContinualMethod, str, int]:
 def task(index: int, n_train: int, batch: int) -> TaskInfo:
     names = tuple(f"class {i}" for i in range(2 * CLASSES_PER_TASK))
     positions = range(index * CLASSES_PER_TASK, (index + 1) * CLASSES_PER_TASK)
-    return TaskInfo(index, positions, positions.stop, names, n_train, steps_per_epoch=max(n_train // batch, 1),
-                    epochs=1)
+    return TaskInfo(
+        index, positions, positions.stop, names, n_train, steps_per_epoch=max(n_train // batch, 1), epochs=1
+    )
 
 
 def cifar_like(n: int, device: str, seed: int) -> torch.Tensor:
@@ -86,6 +90,7 @@ def cifar_like(n: int, device: str, seed: int) -> torch.Tensor:
 
 
 # -- clocks --------------------------------------------------------------------------------------------
+
 
 def synchronizer(device: str) -> Callable[[], None]:
     return torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
@@ -121,6 +126,7 @@ def instrumented(method: ContinualMethod, clock: StepClock) -> Iterator[None]:
             out = fn(*args, **kwargs)
             clock.projection += clock.now() - start
             return out
+
         return call
 
     restore: list[Callable[[], None]] = []
@@ -142,8 +148,9 @@ def instrumented(method: ContinualMethod, clock: StepClock) -> Iterator[None]:
             undo()
 
 
-def split_steps(method: ContinualMethod, images: torch.Tensor, labels: torch.Tensor, batch: int,
-                sync: Callable[[], None]) -> dict[str, float]:
+def split_steps(
+    method: ContinualMethod, images: torch.Tensor, labels: torch.Tensor, batch: int, sync: Callable[[], None]
+) -> dict[str, float]:
     """Mean seconds per step of transform, forward, backward, projection and the rest (optimiser)."""
     parts = {"transform": 0.0, "forward": 0.0, "backward": 0.0, "projection": 0.0, "optimizer": 0.0}
     steps = 0
@@ -151,9 +158,9 @@ def split_steps(method: ContinualMethod, images: torch.Tensor, labels: torch.Ten
         clock = StepClock(sync)
         with instrumented(method, clock):
             start = clock.now()
-            x = method.transform(images[i:i + batch], train=True)
+            x = method.transform(images[i : i + batch], train=True)
             ready = clock.now()
-            method.training_step(x, labels[i:i + batch])
+            method.training_step(x, labels[i : i + batch])
             end = clock.now()
         parts["transform"] += ready - start
         parts["forward"] += clock.marks["backward_start"] - ready
@@ -164,12 +171,20 @@ def split_steps(method: ContinualMethod, images: torch.Tensor, labels: torch.Ten
     return {k: v / steps for k, v in parts.items()}
 
 
-def task_end(method: ContinualMethod, info: TaskInfo, images: torch.Tensor, labels: torch.Tensor, batch: int,
-             sync: Callable[[], None]) -> dict[str, float]:
+def task_end(
+    method: ContinualMethod,
+    info: TaskInfo,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch: int,
+    sync: Callable[[], None],
+) -> dict[str, float]:
     """Seconds of `end_task`: collecting features over the images (the batches' generator runs from the
     first request to its end) and the rest (decompositions, projectors)."""
-    prepared = [(method.transform(images[i:i + batch], train=False), labels[i:i + batch])
-                for i in range(0, len(images), batch)]
+    prepared = [
+        (method.transform(images[i : i + batch], train=False), labels[i : i + batch])
+        for i in range(0, len(images), batch)
+    ]
     marks: dict[str, float] = {}
 
     def batches(train_transform: bool = False, **_) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -189,6 +204,7 @@ def task_end(method: ContinualMethod, info: TaskInfo, images: torch.Tensor, labe
 
 
 # -- one method, in its own process ---------------------------------------------------------------------
+
 
 def rss_gib() -> float:
     """Current resident set size of this process (VmRSS), GiB."""
@@ -213,8 +229,12 @@ def measure(name: str, device: str, batch: int | None, steps: int, warmup: int, 
     method.begin_task(first)
     labels = torch.randint(0, CLASSES_PER_TASK, (len(images),), device=device)
     run_steps(method, images[:batch], labels[:batch], batch, sync)
-    method.end_task(first, lambda train_transform=False, **_: iter(
-        [(method.transform(end_images_t[:batch], train=False), labels[:batch])]))
+    method.end_task(
+        first,
+        lambda train_transform=False, **_: iter(
+            [(method.transform(end_images_t[:batch], train=False), labels[:batch])]
+        ),
+    )
 
     # task 2: warm-up, timed steps, instrumented steps, then the task's end
     method.begin_task(second)
@@ -223,9 +243,9 @@ def measure(name: str, device: str, batch: int | None, steps: int, warmup: int, 
     run_steps(method, images[:cut], labels[:cut], batch, sync)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    seconds = run_steps(method, images[cut:cut + steps * batch], labels[cut:cut + steps * batch], batch, sync)
+    seconds = run_steps(method, images[cut : cut + steps * batch], labels[cut : cut + steps * batch], batch, sync)
     train_peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
-    split = split_steps(method, images[cut + steps * batch:], labels[cut + steps * batch:], batch, sync)
+    split = split_steps(method, images[cut + steps * batch :], labels[cut + steps * batch :], batch, sync)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     end_labels = torch.randint(0, CLASSES_PER_TASK, (end_images,), device=device) + CLASSES_PER_TASK
@@ -233,16 +253,24 @@ def measure(name: str, device: str, batch: int | None, steps: int, warmup: int, 
     end_peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
     step = seconds / steps
     return {
-        "method": {"nsp2": "VPT-NSP²", "dmnsp": "DMNSP"}[name], "model": MODELS[name],
-        "precision": precision, "batch": batch, "timed_steps": steps, "img_per_s": batch / step, "step_s": step,
+        "method": {"nsp2": "VPT-NSP²", "dmnsp": "DMNSP"}[name],
+        "model": MODELS[name],
+        "precision": precision,
+        "batch": batch,
+        "timed_steps": steps,
+        "img_per_s": batch / step,
+        "step_s": step,
         **{f"{k}_s": v for k, v in split.items()},
         "projection_share": split["projection"] / sum(split.values()),
         "peak_memory_gib": train_peak if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "peak_memory_task_end_gib": end_peak,
         "peak_memory_kind": "torch.cuda.max_memory_allocated over the timed steps (task end: its own column)"
-        if cuda else "process peak RSS (ru_maxrss: the whole process, model build and task end included)",
+        if cuda
+        else "process peak RSS (ru_maxrss: the whole process, model build and task end included)",
         "rss_after_build_gib": built_rss,
-        "task_end_images": end_images, "task_end_collect_s": end["collect"], "task_end_decompose_s": end["decompose"],
+        "task_end_images": end_images,
+        "task_end_collect_s": end["collect"],
+        "task_end_decompose_s": end["decompose"],
         "task_end_s": end["total"],
         f"task_end_{FULL_TASK_IMAGES}_images_est_s": end["decompose"] + end["collect"] / end_images * FULL_TASK_IMAGES,
     }
@@ -250,19 +278,39 @@ def measure(name: str, device: str, batch: int | None, steps: int, warmup: int, 
 
 # -- the table ------------------------------------------------------------------------------------------
 
+
 def device_name(device: str, threads: int) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor() or "cpu")
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "cpu",
+    )
     return f"{model}, {threads} threads"
 
 
 def run_child(name: str, args: argparse.Namespace) -> dict:
     """One method in a fresh process (so that its peak memory is its own)."""
-    command = [sys.executable, __file__, "--one", name, "--device", args.device, "--steps", str(args.steps),
-               "--warmup", str(args.warmup), "--threads", str(args.threads), "--task-end-images",
-               str(args.task_end_images)] + (["--batch", str(args.batch)] if args.batch else [])
+    command = [
+        sys.executable,
+        __file__,
+        "--one",
+        name,
+        "--device",
+        args.device,
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--threads",
+        str(args.threads),
+        "--task-end-images",
+        str(args.task_end_images),
+    ] + (["--batch", str(args.batch)] if args.batch else [])
     done = subprocess.run(command, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -272,12 +320,20 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--batch", type=int, default=None, help="default: the recipe's on a GPU, 4 on a CPU")
-    parser.add_argument("--steps", type=int, default=None, help="timed steps (and as many instrumented ones); "
-                                                                "default: 20 on a GPU, 3 on a CPU")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="timed steps (and as many instrumented ones); default: 20 on a GPU, 3 on a CPU",
+    )
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first; default 5 GPU, 1 CPU")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
-    parser.add_argument("--task-end-images", type=int, default=None,
-                        help=f"images the null-space build collects; default {FULL_TASK_IMAGES} GPU, 8 CPU")
+    parser.add_argument(
+        "--task-end-images",
+        type=int,
+        default=None,
+        help=f"images the null-space build collects; default {FULL_TASK_IMAGES} GPU, 8 CPU",
+    )
     parser.add_argument("--one", choices=METHODS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     cuda = args.device.startswith("cuda")
@@ -301,9 +357,24 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"throughput_{'cuda' if cuda else 'cpu'}.csv"
     frame.to_csv(out, index=False, float_format="%.4g")
-    shown = ["method", "precision", "batch", "img_per_s", "step_s", "transform_s", "forward_s", "backward_s",
-             "projection_s", "optimizer_s", "projection_share", "peak_memory_gib", "task_end_images",
-             "task_end_collect_s", "task_end_decompose_s", f"task_end_{FULL_TASK_IMAGES}_images_est_s"]
+    shown = [
+        "method",
+        "precision",
+        "batch",
+        "img_per_s",
+        "step_s",
+        "transform_s",
+        "forward_s",
+        "backward_s",
+        "projection_s",
+        "optimizer_s",
+        "projection_share",
+        "peak_memory_gib",
+        "task_end_images",
+        "task_end_collect_s",
+        "task_end_decompose_s",
+        f"task_end_{FULL_TASK_IMAGES}_images_est_s",
+    ]
     print(f"device: {frame.device.iloc[0]}; torch {torch.__version__}; peak memory: {frame.peak_memory_kind.iloc[0]}")
     print(frame[shown].set_index("method").T.to_string(float_format=lambda v: f"{v:.4g}"))
     print(f"written: {out}")

@@ -46,14 +46,29 @@ GRID_METHODS: dict[str, tuple[str, ...]] = {
 }
 
 
-def grid_points(methods: Sequence[str], shapes: Sequence[str], seeds: Sequence[int], run_root: Path,
-                epochs: int | None = None, max_tasks: int | None = None) -> list[SweepRun]:
+def grid_points(
+    methods: Sequence[str],
+    shapes: Sequence[str],
+    seeds: Sequence[int],
+    run_root: Path,
+    epochs: int | None = None,
+    max_tasks: int | None = None,
+) -> list[SweepRun]:
     """Every (method, tiny protocol, seed) as a validated sweep point, each method on its background."""
     points: list[SweepRun] = []
     for method in methods:
         benchmarks = [tiny_benchmark_id(shape, TINY_BACKGROUND[method]) for shape in shapes]
-        points += expand([method], benchmarks, seeds, run_root, preset="tiny", only=list(GRID_METHODS[method]),
-                         epochs=epochs, max_tasks=max_tasks, progress=False)
+        points += expand(
+            [method],
+            benchmarks,
+            seeds,
+            run_root,
+            preset="tiny",
+            only=list(GRID_METHODS[method]),
+            epochs=epochs,
+            max_tasks=max_tasks,
+            progress=False,
+        )
     return points
 
 
@@ -75,8 +90,15 @@ def tidy_metrics(points: Sequence[SweepRun]) -> pd.DataFrame:
                 continue
             metrics = json.loads(path.read_text())
             settings = json.loads((path.parent / "config.json").read_text())
-            row = {"method": config.method, "label": label, "benchmark": config.benchmark_id, "shape": shape,
-                   "mirrors": mirrors, "seed": config.seeds[0], "backbone_weights": settings["backbone_weights"]}
+            row = {
+                "method": config.method,
+                "label": label,
+                "benchmark": config.benchmark_id,
+                "shape": shape,
+                "mirrors": mirrors,
+                "seed": config.seeds[0],
+                "backbone_weights": settings["backbone_weights"],
+            }
             row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
             rows.append(row)
     return pd.DataFrame(rows)
@@ -90,24 +112,43 @@ def point_seconds(points: Sequence[SweepRun]) -> pd.DataFrame:
             status = json.loads((point.run_dir / "status.json").read_text())
         except (OSError, ValueError):
             status = {}
-        rows.append({"method": point.config.method, "benchmark": point.config.benchmark_id,
-                     "seed": point.config.seeds[0], "seconds": status.get("seconds")})
+        rows.append(
+            {
+                "method": point.config.method,
+                "benchmark": point.config.benchmark_id,
+                "seed": point.config.seeds[0],
+                "seconds": status.get("seconds"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=list(GRID_METHODS), choices=list(GRID_METHODS))
-    parser.add_argument("--shapes", nargs="+", default=list(TINY_SHAPES), choices=list(TINY_SHAPES),
-                        help="tiny protocol shapes (nscl.data.protocols)")
+    parser.add_argument(
+        "--shapes",
+        nargs="+",
+        default=list(TINY_SHAPES),
+        choices=list(TINY_SHAPES),
+        help="tiny protocol shapes (nscl.data.protocols)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per task for every point (default: each "
-                                                                  "tiny recipe's: NSP² 5, DMNSP 10)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs per task for every point (default: each tiny recipe's: NSP² 5, DMNSP 10)",
+    )
     parser.add_argument("--max-tasks", type=int, default=None, help="stop every run after this many tasks (smoke)")
     parser.add_argument("--run-root", type=Path, default=RESULTS / "tiny_grid")
     parser.add_argument("--out", type=Path, default=RESULTS / "tiny_grid.csv")
-    parser.add_argument("--backend", choices=("local", "ray", "auto"), default="local",
-                        help="local: one point at a time in this process (default); ray: points in parallel")
+    parser.add_argument(
+        "--backend",
+        choices=("local", "ray", "auto"),
+        default="local",
+        help="local: one point at a time in this process (default); ray: points in parallel",
+    )
     parser.add_argument("--num-cpus", type=int, default=None, help="Ray slots (backend ray/auto)")
     parser.add_argument("--dry-run", action="store_true", help="validate and list the points, run nothing")
     return parser.parse_args(argv)
@@ -131,8 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     seconds = point_seconds(points)
     print(seconds.groupby(["method", "benchmark"], sort=False).seconds.sum().round(1).to_string())
     if len(frame):
-        table = frame.groupby(["benchmark", "label"], sort=False)[["last_accuracy", "average_incremental_accuracy",
-                                                                   "forgetting"]].mean()
+        table = frame.groupby(["benchmark", "label"], sort=False)[
+            ["last_accuracy", "average_incremental_accuracy", "forgetting"]
+        ].mean()
         print((table * 100).round(1).to_string())
     print(f"{len(points)} point(s), {len(frame)} run(s) in the CSV, {wall:.0f} s wall -> {args.out}")
     return 0 if all(o["state"] != "failed" for o in outcomes) else 1

@@ -36,7 +36,7 @@ Encoder = Callable[[torch.Tensor], torch.Tensor]
 @torch.no_grad()
 def encode(fn: Encoder, data: TensorImageSet, batch_size: int = 500) -> torch.Tensor:
     transform = tiny.tiny_transform()
-    return torch.cat([fn(transform(data.images[i:i + batch_size])) for i in range(0, len(data), batch_size)])
+    return torch.cat([fn(transform(data.images[i : i + batch_size])) for i in range(0, len(data), batch_size)])
 
 
 def linear_probe(fn: Encoder, train: TensorImageSet, test: TensorImageSet) -> float:
@@ -51,12 +51,14 @@ def linear_probe(fn: Encoder, train: TensorImageSet, test: TensorImageSet) -> fl
 
 
 @torch.no_grad()
-def zero_shot(model, tokenizer, classes: Sequence[int], test: TensorImageSet,
-              templates: Sequence[str] = CAPTION_TEMPLATES) -> float:
+def zero_shot(
+    model, tokenizer, classes: Sequence[int], test: TensorImageSet, templates: Sequence[str] = CAPTION_TEMPLATES
+) -> float:
     """Accuracy of picking the class whose (template-averaged) caption embedding is closest."""
     names = class_names()
-    text = torch.stack([model.encode_text(tokenizer([t.format(names[c]) for c in classes]), normalize=True)
-                        for t in templates]).mean(0)
+    text = torch.stack(
+        [model.encode_text(tokenizer([t.format(names[c]) for c in classes]), normalize=True) for t in templates]
+    ).mean(0)
     keep = np.flatnonzero(np.isin(test.targets.numpy(), classes))
     image = encode(lambda x: model.encode_image(x, normalize=True), test.subset(keep))
     pred = torch.tensor(list(classes))[(image @ F.normalize(text, dim=-1).T).argmax(1)]  # column j is classes[j]
@@ -82,11 +84,19 @@ def main() -> None:
         if path.exists() and (args.only in (None, name)):
             raise SystemExit(f"{path} exists: remove it to measure a fresh pretraining")
 
-    base_test = make_shapes100("test", n_per_class=50, image_size=protocols.TINY_IMAGE_SIZE, classes=protocols.BASE_CLASSES)
-    novel_train = make_shapes100("train", n_per_class=100, image_size=protocols.TINY_IMAGE_SIZE, classes=protocols.NOVEL_CLASSES)
-    novel_test = make_shapes100("test", n_per_class=50, image_size=protocols.TINY_IMAGE_SIZE, classes=protocols.NOVEL_CLASSES)
-    print(f"base classes: {len(protocols.BASE_CLASSES)}, novel classes: {len(protocols.NOVEL_CLASSES)}, "
-          f"threads: {torch.get_num_threads()}")
+    base_test = make_shapes100(
+        "test", n_per_class=50, image_size=protocols.TINY_IMAGE_SIZE, classes=protocols.BASE_CLASSES
+    )
+    novel_train = make_shapes100(
+        "train", n_per_class=100, image_size=protocols.TINY_IMAGE_SIZE, classes=protocols.NOVEL_CLASSES
+    )
+    novel_test = make_shapes100(
+        "test", n_per_class=50, image_size=protocols.TINY_IMAGE_SIZE, classes=protocols.NOVEL_CLASSES
+    )
+    print(
+        f"base classes: {len(protocols.BASE_CLASSES)}, novel classes: {len(protocols.NOVEL_CLASSES)}, "
+        f"threads: {torch.get_num_threads()}"
+    )
 
     if args.only in (None, "vit"):
         vit, seconds = timed(lambda: tiny.pretrained_tiny_vit(progress=True, num_classes=len(protocols.BASE_CLASSES)))
@@ -96,9 +106,11 @@ def main() -> None:
         base_acc = float((pred == base_test.targets).float().mean())
         vit.reset_classifier(0)
         probe = linear_probe(vit, novel_train, novel_test)
-        print(f"tiny ViT : pretraining {seconds:6.1f} s ({stats['seconds']:.1f} s training, "
-              f"{stats['images_per_second']:.0f} img/s, final loss {stats['final_loss']:.3f}) | "
-              f"base 50-way test acc {base_acc:.3f} | novel 50-way linear probe {probe:.3f}")
+        print(
+            f"tiny ViT : pretraining {seconds:6.1f} s ({stats['seconds']:.1f} s training, "
+            f"{stats['images_per_second']:.0f} img/s, final loss {stats['final_loss']:.3f}) | "
+            f"base 50-way test acc {base_acc:.3f} | novel 50-way linear probe {probe:.3f}"
+        )
 
     if args.only in (None, "clip"):
         (clip, tokenizer), seconds = timed(lambda: tiny.pretrained_tiny_clip(progress=True))
@@ -106,15 +118,19 @@ def main() -> None:
         base_zs = zero_shot(clip, tokenizer, protocols.BASE_CLASSES, base_test)
         novel_zs = zero_shot(clip, tokenizer, protocols.NOVEL_CLASSES, novel_test)
         novel_zs_one = zero_shot(clip, tokenizer, protocols.NOVEL_CLASSES, novel_test, templates=CAPTION_TEMPLATES[:1])
-        tasks = [protocols.NOVEL_CLASSES[i:i + 5] for i in range(0, len(protocols.NOVEL_CLASSES), 5)]
+        tasks = [protocols.NOVEL_CLASSES[i : i + 5] for i in range(0, len(protocols.NOVEL_CLASSES), 5)]
         five_way = [zero_shot(clip, tokenizer, task, novel_test) for task in tasks]
         probe = linear_probe(clip.encode_image, novel_train, novel_test)
-        print(f"tiny CLIP: pretraining {seconds:6.1f} s ({stats['seconds']:.1f} s training, "
-              f"{stats['images_per_second']:.0f} img/s, final loss {stats['final_loss']:.3f}, "
-              f"logit scale {stats['logit_scale']:.1f}) | base 50-way zero-shot {base_zs:.3f}")
-        print(f"           novel zero-shot 50-way {novel_zs:.3f} (one template: {novel_zs_one:.3f}), "
-              f"5-way mean over 10 tasks {np.mean(five_way):.3f} (min {min(five_way):.3f}) | "
-              f"novel 50-way linear probe {probe:.3f}")
+        print(
+            f"tiny CLIP: pretraining {seconds:6.1f} s ({stats['seconds']:.1f} s training, "
+            f"{stats['images_per_second']:.0f} img/s, final loss {stats['final_loss']:.3f}, "
+            f"logit scale {stats['logit_scale']:.1f}) | base 50-way zero-shot {base_zs:.3f}"
+        )
+        print(
+            f"           novel zero-shot 50-way {novel_zs:.3f} (one template: {novel_zs_one:.3f}), "
+            f"5-way mean over 10 tasks {np.mean(five_way):.3f} (min {min(five_way):.3f}) | "
+            f"novel 50-way linear probe {probe:.3f}"
+        )
 
 
 if __name__ == "__main__":

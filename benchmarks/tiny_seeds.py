@@ -26,8 +26,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("method", choices=("nsp2", "dmnsp"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--variants", nargs="+", default=["paper"], choices=sorted(VARIANTS),
-                        help="DMNSP variants to run beside the controls")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=["paper"],
+        choices=sorted(VARIANTS),
+        help="DMNSP variants to run beside the controls",
+    )
     parser.add_argument("--run-root", type=Path, default=Path("build/runs/tiny_seeds"))
     parser.add_argument("--out", type=Path, default=None, help="CSV path (default: benchmarks/results/...)")
     args = parser.parse_args()

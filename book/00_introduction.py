@@ -31,15 +31,14 @@
 # models every later chapter uses, the baseline that forgets, and a map of the book.
 
 # %% tags=["parameters"]
-samples_per_class = 4      # images per class in the data grids
+samples_per_class = 4  # images per class in the data grids
 seed = 0
 
 # %%
 # a mistyped parameter (papermill -p NAME VALUE) stops here instead of being silently ignored
 from nscl.experiment.config import check_parameters
 
-parameters = check_parameters(globals(), {"samples_per_class", "seed"},
-                              types={"samples_per_class": int, "seed": int})
+parameters = check_parameters(globals(), {"samples_per_class", "seed"}, types={"samples_per_class": int, "seed": int})
 
 # %%
 import matplotlib.pyplot as plt
@@ -81,12 +80,17 @@ out = output_dir("00_introduction")
 # %%
 fig, ax = plt.subplots(figsize=(11, 2.2))
 for t in range(10):
-    ax.add_patch(FancyBboxPatch((t * 1.1, 0), 1.0, 1.0, boxstyle="round,pad=0.02", fc=plt.cm.viridis(t / 10),
-                                alpha=0.8))
+    ax.add_patch(
+        FancyBboxPatch((t * 1.1, 0), 1.0, 1.0, boxstyle="round,pad=0.02", fc=plt.cm.viridis(t / 10), alpha=0.8)
+    )
     ax.text(t * 1.1 + 0.5, 0.5, f"task {t + 1}\n5 classes", ha="center", va="center", fontsize=8, color="w")
 ax.annotate("", xy=(10.9, -0.2), xytext=(0, -0.2), arrowprops=dict(arrowstyle="->", color="k"))
-ax.text(0, -0.55, "test after task t: every class of tasks 1..t (class-incremental: one arg-max over all of them)",
-        fontsize=9)
+ax.text(
+    0,
+    -0.55,
+    "test after task t: every class of tasks 1..t (class-incremental: one arg-max over all of them)",
+    fontsize=9,
+)
 ax.set_xlim(-0.1, 11.1)
 ax.set_ylim(-0.8, 1.1)
 ax.axis("off")
@@ -111,11 +115,12 @@ plt.show()
 # Take three tasks and this matrix (in %):
 
 # %%
-R = np.array([[90.0, np.nan, np.nan],
-              [70.0, 80.0, np.nan],
-              [60.0, 75.0, 85.0]]) / 100
-print(pd.DataFrame(R * 100, index=["after task 1", "after task 2", "after task 3"],
-                   columns=["task 1", "task 2", "task 3"]).to_string(na_rep="-"))
+R = np.array([[90.0, np.nan, np.nan], [70.0, 80.0, np.nan], [60.0, 75.0, 85.0]]) / 100
+print(
+    pd.DataFrame(
+        R * 100, index=["after task 1", "after task 2", "after task 3"], columns=["task 1", "task 2", "task 3"]
+    ).to_string(na_rep="-")
+)
 
 # %% [markdown]
 # By hand: $A_0 = 90$, $A_1 = (70 + 80)/2 = 75$, $A_2 = (60 + 75 + 85)/3 = 73.33$; last accuracy
@@ -125,12 +130,20 @@ print(pd.DataFrame(R * 100, index=["after task 1", "after task 2", "after task 3
 # after it was learnt. The package's functions give the same numbers:
 
 # %%
-by_hand = {"step accuracies": [90.0, 75.0, 220 / 3], "last accuracy": 220 / 3,
-           "average incremental accuracy": (90 + 75 + 220 / 3) / 3, "forgetting": 17.5,
-           "backward transfer": -17.5}
-package = {"step accuracies": list(step_accuracies(R) * 100), "last accuracy": last_accuracy(R) * 100,
-           "average incremental accuracy": average_incremental_accuracy(R) * 100,
-           "forgetting": forgetting(R) * 100, "backward transfer": backward_transfer(R) * 100}
+by_hand = {
+    "step accuracies": [90.0, 75.0, 220 / 3],
+    "last accuracy": 220 / 3,
+    "average incremental accuracy": (90 + 75 + 220 / 3) / 3,
+    "forgetting": 17.5,
+    "backward transfer": -17.5,
+}
+package = {
+    "step accuracies": list(step_accuracies(R) * 100),
+    "last accuracy": last_accuracy(R) * 100,
+    "average incremental accuracy": average_incremental_accuracy(R) * 100,
+    "forgetting": forgetting(R) * 100,
+    "backward transfer": backward_transfer(R) * 100,
+}
 for name in by_hand:
     assert np.allclose(by_hand[name], package[name]), name
     print(f"{name:30s} by hand {np.round(by_hand[name], 2)}   nscl.metrics {np.round(package[name], 2)}")
@@ -147,10 +160,12 @@ print("forgetting per old task:", forgetting_per_task(R) * 100)
 # models; the other 50 are *novel* and form the continual sequence, so every task brings classes
 # the model has never seen, made of colours and shapes it has.
 
+
 # %%
 def sample_grid(background: str, classes: list[int], title: str):
-    data = load_dataset("shapes100", "test", n_per_class=samples_per_class, image_size=32, seed=seed,
-                        background=background)
+    data = load_dataset(
+        "shapes100", "test", n_per_class=samples_per_class, image_size=32, seed=seed, background=background
+    )
     fig, axes = plt.subplots(samples_per_class, len(classes), figsize=(1.2 * len(classes), 1.25 * samples_per_class))
     for c, label in enumerate(classes):
         images = data.images[data.targets == label]
@@ -164,8 +179,11 @@ def sample_grid(background: str, classes: list[int], title: str):
 
 
 first_task = list(NOVEL_CLASSES[:5])
-fig = sample_grid("grey", [*BASE_CLASSES[:5], *first_task],
-                  "shapes100: five base classes (left) and the five classes of the first task (right)")
+fig = sample_grid(
+    "grey",
+    [*BASE_CLASSES[:5], *first_task],
+    "shapes100: five base classes (left) and the five classes of the first task (right)",
+)
 savefig(fig, out / "shapes100_grey.png")
 plt.show()
 
@@ -193,12 +211,16 @@ plt.show()
 
 # %%
 vit, clip = build_tiny_vit(), build_tiny_clip()
-print(pd.DataFrame({
-    "model": ["tiny ViT (timm)", "tiny CLIP (open_clip)", "  of which the image tower"],
-    "parameters": [count_parameters(vit), count_parameters(clip), count_parameters(clip.visual)],
-    "blocks x width": ["4 x 128", "4 x 128 image, 2 x 64 text", "4 x 128"],
-    "stands in for": ["vit_base_patch16_224.augreg_in21k", "CLIP ViT-B/16 (openai)", ""],
-}).to_string(index=False))
+print(
+    pd.DataFrame(
+        {
+            "model": ["tiny ViT (timm)", "tiny CLIP (open_clip)", "  of which the image tower"],
+            "parameters": [count_parameters(vit), count_parameters(clip), count_parameters(clip.visual)],
+            "blocks x width": ["4 x 128", "4 x 128 image, 2 x 64 text", "4 x 128"],
+            "stands in for": ["vit_base_patch16_224.augreg_in21k", "CLIP ViT-B/16 (openai)", ""],
+        }
+    ).to_string(index=False)
+)
 
 # %% [markdown]
 # ## 0.5 The baseline that forgets
@@ -219,9 +241,11 @@ fig, ax = plt.subplots(figsize=(6, 5))
 plot_accuracy_matrix(ax, R_seq, title="VPT-Seq on shapes100-10s (seed 0)")
 savefig(fig, out / "seq_accuracy_matrix.png")
 plt.show()
-print(f"last accuracy {last_accuracy(R_seq) * 100:.1f}, forgetting {forgetting(R_seq) * 100:.1f}, "
-      f"backward transfer {backward_transfer(R_seq) * 100:.1f} (%)")
-assert forgetting(R_seq) > 0.05   # old tasks fade: the text above
+print(
+    f"last accuracy {last_accuracy(R_seq) * 100:.1f}, forgetting {forgetting(R_seq) * 100:.1f}, "
+    f"backward transfer {backward_transfer(R_seq) * 100:.1f} (%)"
+)
+assert forgetting(R_seq) > 0.05  # old tasks fade: the text above
 
 # %% [markdown]
 # ## 0.6 Where null-space methods come from

@@ -29,14 +29,14 @@
 # space and meet the stability–plasticity trade-off on a real continual problem.
 
 # %% tags=["parameters"]
-dataset = "digits"          # "digits" (scikit-learn, real) or "shapes100" (procedural)
+dataset = "digits"  # "digits" (scikit-learn, real) or "shapes100" (procedural)
 n_tasks = 5
-feature_dim = 512           # width of the fixed random feature network
-hidden = 64                 # width of the shared (protected) linear layer
+feature_dim = 512  # width of the fixed random feature network
+hidden = 64  # width of the shared (protected) linear layer
 epochs = 20
 batch_size = 32
 lr = 1e-2
-energies = [0.0, 1e-4, 1e-3, 1e-2, 5e-2, 0.2, 0.5]   # approximate null spaces to sweep
+energies = [0.0, 1e-4, 1e-3, 1e-2, 5e-2, 0.2, 0.5]  # approximate null spaces to sweep
 seeds = [0, 1, 2]
 device = "cpu"
 
@@ -45,10 +45,21 @@ device = "cpu"
 from nscl.experiment.config import check_parameters
 
 parameters = check_parameters(
-    globals(), {"dataset", "n_tasks", "feature_dim", "hidden", "epochs", "batch_size", "lr", "energies", "seeds",
-                "device"},
-    types={"dataset": str, "n_tasks": int, "feature_dim": int, "hidden": int, "epochs": int, "batch_size": int,
-           "lr": (int, float), "energies": list, "seeds": list, "device": str})
+    globals(),
+    {"dataset", "n_tasks", "feature_dim", "hidden", "epochs", "batch_size", "lr", "energies", "seeds", "device"},
+    types={
+        "dataset": str,
+        "n_tasks": int,
+        "feature_dim": int,
+        "hidden": int,
+        "epochs": int,
+        "batch_size": int,
+        "lr": (int, float),
+        "energies": list,
+        "seeds": list,
+        "device": str,
+    },
+)
 
 # %%
 import warnings
@@ -121,10 +132,11 @@ torch.manual_seed(0)
 # %%
 g = torch.Generator().manual_seed(0)
 d, rank = 64, 20
-x_old = torch.randn(300, rank, generator=g, dtype=torch.float64) @ torch.randn(rank, d, generator=g,
-                                                                                 dtype=torch.float64)
+x_old = torch.randn(300, rank, generator=g, dtype=torch.float64) @ torch.randn(
+    rank, d, generator=g, dtype=torch.float64
+)
 weight = torch.randn(10, d, generator=g, dtype=torch.float64)
-update = torch.randn(10, d, generator=g, dtype=torch.float64)      # as large as W itself
+update = torch.randn(10, d, generator=g, dtype=torch.float64)  # as large as W itself
 
 cov = uncentered_covariance(x_old)
 projector, info = null_space_projector(cov, NullSpaceRule("energy", 0.0), dtype=torch.float64)
@@ -136,8 +148,10 @@ def relative_change(w, dw, x):
 
 
 print(f"null-space dimension {info.null_dim} of {info.dim} (expected {d - rank})")
-print(f"symmetric: {torch.allclose(projector, projector.T)}, idempotent: "
-      f"{torch.allclose(projector @ projector, projector)}")
+print(
+    f"symmetric: {torch.allclose(projector, projector.T)}, idempotent: "
+    f"{torch.allclose(projector @ projector, projector)}"
+)
 print(f"relative change of old outputs, raw update:       {relative_change(weight, update, x_old):.3e}")
 print(f"relative change of old outputs, projected update: {relative_change(weight, update @ projector, x_old):.3e}")
 for dtype in (torch.float32,):
@@ -236,8 +250,10 @@ else:
     raise ValueError(f"dataset={dataset!r}: this chapter supports 'digits' or 'shapes100'")
 class_order = list(range(10)) if dataset == "digits" else classes
 data = ContinualData(train, test, Scenario.equal_split(class_order, n_tasks))
-print(f"{dataset}: {len(train)} train / {len(test)} test images, tasks:",
-      [list(data.scenario.task_classes(t)) for t in range(n_tasks)])
+print(
+    f"{dataset}: {len(train)} train / {len(test)} test images, tasks:",
+    [list(data.scenario.task_classes(t)) for t in range(n_tasks)],
+)
 run_config = RunConfig(epochs=epochs, batch_size=batch_size, device=device, progress=False)
 
 
@@ -258,8 +274,12 @@ probe = shared_layer(None, seed=0)
 first = data.task(0, "train")
 cov0 = uncentered_covariance(probe.inputs(transform(first.images)))
 marks = {}
-for label, rule in [("energy 1e-3", NullSpaceRule("energy", 1e-3)), ("energy 0.05", NullSpaceRule("energy", 0.05)),
-                    ("adaptive (NSP²)", NullSpaceRule("adaptive")), ("numerical zero", NullSpaceRule("energy", 0.0))]:
+for label, rule in [
+    ("energy 1e-3", NullSpaceRule("energy", 1e-3)),
+    ("energy 0.05", NullSpaceRule("energy", 0.05)),
+    ("adaptive (NSP²)", NullSpaceRule("adaptive")),
+    ("numerical zero", NullSpaceRule("energy", 0.0)),
+]:
     ns = null_space_basis(cov0, rule)
     marks[label] = ns.info.dim - ns.info.null_dim
 s0 = ns.singular_values.numpy()
@@ -269,9 +289,11 @@ savefig(fig, out / "spectrum_task1.png")
 
 # %%
 rank = int(torch.linalg.matrix_rank(probe.inputs(transform(first.images)).double()))
-print(f"{len(first)} inputs in d = {feature_dim + 1} dimensions: rank of X = {rank}; "
-      f"s_{rank} = {s0[rank - 1]:.2e}, s_{rank + 1} = {s0[rank]:.2e}")
-assert rank < feature_dim + 1 and s0[rank] < 1e-10 * s0[0]   # the cliff past the rank (text below)
+print(
+    f"{len(first)} inputs in d = {feature_dim + 1} dimensions: rank of X = {rank}; "
+    f"s_{rank} = {s0[rank - 1]:.2e}, s_{rank + 1} = {s0[rank]:.2e}"
+)
+assert rank < feature_dim + 1 and s0[rank] < 1e-10 * s0[0]  # the cliff past the rank (text below)
 
 # %% [markdown]
 # The spectrum falls by many orders of magnitude: a handful of directions carry almost all the
@@ -295,15 +317,17 @@ for label, rule in [("Seq", None), ("null space (exact)", NullSpaceRule("energy"
     for t, change in enumerate(first_head.changes(), start=2):
         invariance.append(dict(method=label, after_task=t, change=change))
     dims = [i.null_dim for i in getattr(method, "null_space_info", [])]
-    print(f"{label:20s} task-1 accuracy after every task (task-aware): "
-          f"{np.round(result.accuracy_task_aware[:, 0] * 100, 1)}" + (f"  null-space dims {dims}" if dims else ""))
+    print(
+        f"{label:20s} task-1 accuracy after every task (task-aware): "
+        f"{np.round(result.accuracy_task_aware[:, 0] * 100, 1)}" + (f"  null-space dims {dims}" if dims else "")
+    )
 invariance = pd.DataFrame(invariance)
 print(invariance.pivot(index="after_task", columns="method", values="change").to_string(float_format="%.2e"))
 exact = invariance[invariance.method == "null space (exact)"].change
 moved = invariance[invariance.method == "Seq"].change
 print(f"largest relative change, exact null space: {exact.max():.1e}; smallest under Seq: {moved.min():.1e}")
 assert exact.max() < 1e-12 < moved.min()
-assert moved.min() > 1e6 * max(exact.max(), 1e-18) and all(np.diff(dims) <= 0)   # orders of magnitude; dims shrink
+assert moved.min() > 1e6 * max(exact.max(), 1e-18) and all(np.diff(dims) <= 0)  # orders of magnitude; dims shrink
 
 # %% [markdown]
 # With the exact null space the first task's outputs on its own training inputs move by less than
@@ -347,12 +371,24 @@ seq = frame[frame.method == "Seq"].mean(numeric_only=True)
 sweep = frame.dropna(subset=["energy"])
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 for ax, metric, label in [(axes[0], "last_accuracy", "last accuracy"), (axes[1], "forgetting", "forgetting")]:
-    long = pd.concat([sweep.assign(protocol="task-aware", value=sweep[f"{metric}_task_aware"]),
-                      sweep.assign(protocol="class-incremental", value=sweep[metric])])
-    plot_metric_sweep(ax, long, x="energy", y="value", hue="protocol", logx=True,
-                      baselines={"Seq, task-aware": seq[f"{metric}_task_aware"], "Seq, class-incremental": seq[metric]},
-                      xlabel=r"null-space energy $\varepsilon$ (0 = exact)", ylabel=label,
-                      title=f"{label.capitalize()} vs. the size of the null space")
+    long = pd.concat(
+        [
+            sweep.assign(protocol="task-aware", value=sweep[f"{metric}_task_aware"]),
+            sweep.assign(protocol="class-incremental", value=sweep[metric]),
+        ]
+    )
+    plot_metric_sweep(
+        ax,
+        long,
+        x="energy",
+        y="value",
+        hue="protocol",
+        logx=True,
+        baselines={"Seq, task-aware": seq[f"{metric}_task_aware"], "Seq, class-incremental": seq[metric]},
+        xlabel=r"null-space energy $\varepsilon$ (0 = exact)",
+        ylabel=label,
+        title=f"{label.capitalize()} vs. the size of the null space",
+    )
 fig.tight_layout()
 savefig(fig, out / "tradeoff.png")
 
@@ -369,10 +405,14 @@ savefig(fig, out / "accuracy_matrices.png")
 # seeds, and the range).
 
 # %%
-against_seq = pd.DataFrame({
-    (name, metric): paired_difference(frame, name, "Seq", metric)
-    for name in methods if name != "Seq" for metric in ("forgetting_task_aware", "last_accuracy_task_aware",
-                                                       "last_accuracy")}).T
+against_seq = pd.DataFrame(
+    {
+        (name, metric): paired_difference(frame, name, "Seq", metric)
+        for name in methods
+        if name != "Seq"
+        for metric in ("forgetting_task_aware", "last_accuracy_task_aware", "last_accuracy")
+    }
+).T
 display(against_seq[["mean", "std", "min", "max"]].round(1))
 # the reading below, on these runs
 exact_runs, seq_runs = frame[frame.method == "energy=0"], frame[frame.method == "Seq"]

@@ -22,7 +22,7 @@
 # pretrained) ViT: first one block, then the whole network.
 
 # %% tags=["parameters"]
-n_old_images = 1          # old images for the exact null spaces (few, so that exact null spaces exist)
+n_old_images = 1  # old images for the exact null spaces (few, so that exact null spaces exist)
 task_images_per_class = 40  # images per class of the real task used for approximate null spaces
 etas = [1.0, 0.99, 0.97, 0.9, 0.7, 0.5, 0.0]
 energies = [1e-3, 1e-2, 0.03, 0.1, 0.3]
@@ -33,8 +33,10 @@ seed = 0
 from nscl.experiment.config import check_parameters
 
 parameters = check_parameters(
-    globals(), {"n_old_images", "task_images_per_class", "etas", "energies", "seed"},
-    types={"n_old_images": int, "task_images_per_class": int, "etas": list, "energies": list, "seed": int})
+    globals(),
+    {"n_old_images", "task_images_per_class", "etas", "energies", "seed"},
+    types={"n_old_images": int, "task_images_per_class": int, "etas": list, "energies": list, "seed": int},
+)
 
 # %%
 import warnings
@@ -155,8 +157,10 @@ print(f"width D = {encoder.width}, heads H = {heads}, image tokens N = {tokens},
 
 recorder = collect_conditions(encoder, [old_images])
 left, right, infos = condition_projectors(recorder, EXACT, dtype=torch.float64)
-print("null-space dimensions per layer (affinity of D, aggregation of m):",
-      [(i1.null_dim, i2.null_dim) for i1, i2 in infos])
+print(
+    "null-space dimensions per layer (affinity of D, aggregation of m):",
+    [(i1.null_dim, i2.null_dim) for i1, i2 in infos],
+)
 
 # %% [markdown]
 # `collect_conditions` ran the old images through the prompted network once and accumulated, per
@@ -167,25 +171,26 @@ print("null-space dimensions per layer (affinity of D, aggregation of m):",
 # $Q_{X,h} W_{k,h}^\top$ of every head follow from the block's own `qkv` weights. Each matrix is
 # divided by its number of rows ($B H N$), as NSP²'s code does per batch.
 
+
 # %%
 def condition_matrices(block, normed_tokens, normed_prompts):
     """Omega_1^T Omega_1 (D x D) and Omega_2^T Omega_2 (m x m) of one timm block, over their B*H*N rows."""
     attn = block.attn
     (B, N, D), H, m = normed_tokens.shape, attn.num_heads, normed_prompts.shape[0]
     d = D // H
-    W_q, W_k = attn.qkv.weight[:D], attn.qkv.weight[D:2 * D]
-    b_q, b_k = attn.qkv.bias[:D], attn.qkv.bias[D:2 * D]
-    q = (normed_tokens @ W_q.T + b_q).reshape(B, N, H, d).transpose(1, 2)             # (B, H, N, d)
+    W_q, W_k = attn.qkv.weight[:D], attn.qkv.weight[D : 2 * D]
+    b_q, b_k = attn.qkv.bias[:D], attn.qkv.bias[D : 2 * D]
+    q = (normed_tokens @ W_q.T + b_q).reshape(B, N, H, d).transpose(1, 2)  # (B, H, N, d)
     keys = torch.cat([normed_tokens, normed_prompts.expand(B, m, D)], dim=1) @ W_k.T + b_k
-    k = keys.reshape(B, N + m, H, d).transpose(1, 2)                                   # (B, H, N + m, d)
-    S_P = torch.softmax(q @ k.transpose(-2, -1) / d ** 0.5, dim=-1)[..., N:]           # attention on prompts
-    omega1 = torch.einsum("bhnd,hdD->bhnD", q, W_k.reshape(H, d, D)).reshape(-1, D)    # rows q_h W_k,h
+    k = keys.reshape(B, N + m, H, d).transpose(1, 2)  # (B, H, N + m, d)
+    S_P = torch.softmax(q @ k.transpose(-2, -1) / d**0.5, dim=-1)[..., N:]  # attention on prompts
+    omega1 = torch.einsum("bhnd,hdD->bhnD", q, W_k.reshape(H, d, D)).reshape(-1, D)  # rows q_h W_k,h
     omega2 = S_P.reshape(-1, m)
     return omega1.T @ omega1 / len(omega1), omega2.T @ omega2 / len(omega2)
 
 
 first_block = encoder.prompted_blocks()[0].block
-seen = []   # the block normalises its prompts (m, D) and its image tokens (B, N, D)
+seen = []  # the block normalises its prompts (m, D) and its image tokens (B, N, D)
 hook = first_block.norm1.register_forward_hook(lambda module, args, output: seen.append(output))
 with torch.no_grad():
     encoder.pre_logits(old_images)
@@ -194,8 +199,10 @@ normed_tokens = next(t for t in seen if t.ndim == 3)
 normed_prompts = next(t for t in seen if t.ndim == 2)
 affinity, aggregation = condition_matrices(first_block, normed_tokens, normed_prompts)
 first = recorder.layers[0]
-for name, ours, package in [("affinity    (D x D)", affinity, recorder.affinity[first].matrix),
-                            ("aggregation (m x m)", aggregation, recorder.aggregation[first].matrix)]:
+for name, ours, package in [
+    ("affinity    (D x D)", affinity, recorder.affinity[first].matrix),
+    ("aggregation (m x m)", aggregation, recorder.aggregation[first].matrix),
+]:
     print(f"{name}: relative difference to nscl's recorder {float((ours - package).norm() / package.norm()):.1e}")
 assert torch.allclose(affinity, recorder.affinity[first].matrix, rtol=1e-10, atol=0)
 assert torch.allclose(aggregation, recorder.aggregation[first].matrix, rtol=1e-10, atol=0)
@@ -206,16 +213,27 @@ assert torch.allclose(aggregation, recorder.aggregation[first].matrix, rtol=1e-1
 # features (network level), for a random direction $G$ projected four ways.
 
 # %%
-with torch.no_grad():   # the tokens entering the first block, held fixed for the block-level change
+with torch.no_grad():  # the tokens entering the first block, held fixed for the block-level change
     first_block_input = vit.norm_pre(vit._pos_embed(vit.patch_embed(old_images)))
 
 
 g = torch.randn_like(encoder.bank.prompts)
-cases = {"both conditions  B2 G B1": left @ g @ right, "affinity only    G B1": g @ right,
-         "aggregation only B2 G": left @ g, "no projection    G": g}
-table = pd.DataFrame([{"update": name, "block 1 output": block_output_change(encoder, first_block_input, d),
-                       "network features": offset_change(encoder, old_images, d)}
-                      for name, d in cases.items()]).set_index("update")
+cases = {
+    "both conditions  B2 G B1": left @ g @ right,
+    "affinity only    G B1": g @ right,
+    "aggregation only B2 G": left @ g,
+    "no projection    G": g,
+}
+table = pd.DataFrame(
+    [
+        {
+            "update": name,
+            "block 1 output": block_output_change(encoder, first_block_input, d),
+            "network features": offset_change(encoder, old_images, d),
+        }
+        for name, d in cases.items()
+    ]
+).set_index("update")
 table.to_csv(out / "exact_invariance.csv")
 print(table.to_string(float_format="%.2e"))
 # the text below: rounding level with both, a visible change with either alone, twelve decades apart
@@ -238,7 +256,9 @@ one_head = collect_conditions(encoder, [old_images], heads=(0,))
 left_h, right_h, _ = condition_projectors(one_head, EXACT, dtype=torch.float64)
 print(f"projectors from head 0 only:  {offset_change(encoder, old_images, left_h @ g @ right_h):.2e}")
 print(f"projectors from all {heads} heads: {offset_change(encoder, old_images, left @ g @ right):.2e}")
-assert offset_change(encoder, old_images, left_h @ g @ right_h) > 1e6 * offset_change(encoder, old_images, left @ g @ right)
+assert offset_change(encoder, old_images, left_h @ g @ right_h) > 1e6 * offset_change(
+    encoder, old_images, left @ g @ right
+)
 
 # %% [markdown]
 # ## 2.6 Through the LayerNorm
@@ -254,15 +274,15 @@ assert offset_change(encoder, old_images, left_h @ g @ right_h) > 1e6 * offset_c
 # LayerNorm gains and biases drawn away from $(1, 0)$, as in a trained network).
 
 # %%
-wide = build_vit(pretrained=False, img_size=TINY_IMAGE_SIZE, patch_size=8, embed_dim=256, depth=4,
-                 num_heads=4).double()
+wide = build_vit(pretrained=False, img_size=TINY_IMAGE_SIZE, patch_size=8, embed_dim=256, depth=4, num_heads=4).double()
 for module in wide.modules():
     if isinstance(module, torch.nn.LayerNorm):
         module.weight.data.uniform_(0.5, 1.5)
         module.bias.data.normal_(0.0, 0.1)
 wide_tokens = wide.patch_embed.num_patches + wide.num_prefix_tokens
-encoder = PromptedEncoder(wide, None, heads * wide_tokens * n_old_images + 8,
-                          generator=torch.Generator().manual_seed(seed)).double()
+encoder = PromptedEncoder(
+    wide, None, heads * wide_tokens * n_old_images + 8, generator=torch.Generator().manual_seed(seed)
+).double()
 recorder = collect_conditions(encoder, [old_images])
 print(f"wide ViT: D = {encoder.width}, m = {encoder.bank.length}")
 
@@ -271,10 +291,13 @@ gains = encoder.ln_gains()
 p0 = encoder.bank.prompts.detach().clone()
 g = torch.randn_like(p0)
 steps = np.logspace(-4, -1, 7)
-variants = {"paper / official code": EXACT,
-            "LN gain and 1/σ kept (ln_exact)": ConditionSpec(**{**EXACT.__dict__, "ln_exact": True}),
-            "ln_exact + mean/std invariant (ln_invariant)": ConditionSpec(**{**EXACT.__dict__, "ln_exact": True,
-                                                                               "ln_invariant": True})}
+variants = {
+    "paper / official code": EXACT,
+    "LN gain and 1/σ kept (ln_exact)": ConditionSpec(**{**EXACT.__dict__, "ln_exact": True}),
+    "ln_exact + mean/std invariant (ln_invariant)": ConditionSpec(
+        **{**EXACT.__dict__, "ln_exact": True, "ln_invariant": True}
+    ),
+}
 fig, ax = plt.subplots(figsize=(6, 4))
 rows = []
 for label, spec in variants.items():
@@ -316,8 +339,9 @@ assert max(at_1e3) < 0.1 * unprojected[3] and at_1e3[1] > 0.3 * at_1e3[0]
 # $\eta_1, \eta_2$ (0.97 for CIFAR-100).
 
 # %%
-encoder4 = PromptedEncoder(pretrained_tiny_vit(progress=False).double(), None, 4,
-                           generator=torch.Generator().manual_seed(seed)).double()
+encoder4 = PromptedEncoder(
+    pretrained_tiny_vit(progress=False).double(), None, 4, generator=torch.Generator().manual_seed(seed)
+).double()
 task_classes = list(NOVEL_CLASSES[:5])
 task = ContinualData(test_set, test_set, Scenario.equal_split(task_classes, 1)).task(0, "train")
 # the last 50 images are held out: the null spaces are built from the others only
@@ -328,23 +352,32 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", EmptyNullSpaceWarning)
     _, _, exact4 = condition_projectors(task_recorder, EXACT, dtype=torch.float64)
 print(f"{len(seen)} images; exact null-space dimensions per layer:", [(a.null_dim, b.null_dim) for a, b in exact4])
-assert all(a.null_dim <= 1 and b.null_dim == 0 for a, b in exact4)   # (almost) no room for a strict projection
+assert all(a.null_dim <= 1 and b.null_dim == 0 for a, b in exact4)  # (almost) no room for a strict projection
 
 layer = encoder4.bank.layers[0]
 c1, c2 = task_recorder.affinity[layer].matrix, task_recorder.aggregation[layer].matrix
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
-for ax, cov, name in [(axes[0], c1, "affinity $\\Omega_1^T\\Omega_1$"), (axes[1], c2, "aggregation $\\Omega_2^T\\Omega_2$")]:
+for ax, cov, name in [
+    (axes[0], c1, "affinity $\\Omega_1^T\\Omega_1$"),
+    (axes[1], c2, "aggregation $\\Omega_2^T\\Omega_2$"),
+]:
     ns = null_space_basis(cov, NullSpaceRule("adaptive"))
-    plot_spectrum(ax, ns.singular_values.numpy(), {"adaptive (NSP²)": ns.info.dim - ns.info.null_dim},
-                  title=f"Layer {layer + 1}: {name}")
+    plot_spectrum(
+        ax,
+        ns.singular_values.numpy(),
+        {"adaptive (NSP²)": ns.info.dim - ns.info.null_dim},
+        title=f"Layer {layer + 1}: {name}",
+    )
 fig.tight_layout()
 savefig(fig, out / "spectra_task.png")
 s1 = null_space_basis(c1, NullSpaceRule("adaptive"))
 knee = s1.info.dim - s1.info.null_dim
 spectrum = s1.singular_values
-print(f"affinity, layer {layer + 1}: eigenvalue 24 / eigenvalue 1 = {float(spectrum[23] / spectrum[0]):.1e}; the adaptive "
-      f"rule keeps {s1.info.null_dim} of {s1.info.dim} directions (cut after {knee}); aggregation: keeps "
-      f"{null_space_basis(c2, NullSpaceRule('adaptive')).info.null_dim} of {c2.shape[0]}")
+print(
+    f"affinity, layer {layer + 1}: eigenvalue 24 / eigenvalue 1 = {float(spectrum[23] / spectrum[0]):.1e}; the adaptive "
+    f"rule keeps {s1.info.null_dim} of {s1.info.dim} directions (cut after {knee}); aggregation: keeps "
+    f"{null_space_basis(c2, NullSpaceRule('adaptive')).info.null_dim} of {c2.shape[0]}"
+)
 assert float(spectrum[23] / spectrum[0]) < 1e-3 and null_space_basis(c2, NullSpaceRule("adaptive")).info.null_dim == 3
 
 # %% [markdown]
@@ -370,10 +403,12 @@ def measure(spec: ConditionSpec) -> dict:
     """Relative change of held-out old features, and the mean null-space dimensions over layers."""
     l, r, info = condition_projectors(task_recorder, spec, dtype=torch.float64)
     step = l @ g4 @ r
-    return {"change": prompt_step_change(encoder4, held_out, step, [1.0])[0],
-            "step norm / proposed": float(step.norm() / g4.norm()),
-            "affinity null dim": np.mean([a.null_dim for a, _ in info]),
-            "aggregation null dim": np.mean([b.null_dim for _, b in info])}
+    return {
+        "change": prompt_step_change(encoder4, held_out, step, [1.0])[0],
+        "step norm / proposed": float(step.norm() / g4.norm()),
+        "affinity null dim": np.mean([a.null_dim for a, _ in info]),
+        "aggregation null dim": np.mean([b.null_dim for _, b in info]),
+    }
 
 
 records = []
@@ -383,15 +418,18 @@ with warnings.catch_warnings():
         spec = ConditionSpec(NullSpaceRule("adaptive"), NullSpaceRule("adaptive"), eta, eta, normalize=True)
         records.append({"sweep": "eta (adaptive rule)", "x": eta, **measure(spec)})
     for energy in energies:
-        spec = ConditionSpec(NullSpaceRule("energy", energy), NullSpaceRule("energy", energy), 1.0, 1.0,
-                             normalize=False)
+        spec = ConditionSpec(
+            NullSpaceRule("energy", energy), NullSpaceRule("energy", energy), 1.0, 1.0, normalize=False
+        )
         records.append({"sweep": "energy (eta = 1)", "x": energy, **measure(spec)})
 sweep = pd.DataFrame(records)
 sweep.to_csv(out / "approximate_sweep.csv", index=False)
 baseline = prompt_step_change(encoder4, held_out, g4, [1.0])[0]
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
-for ax, name, xlabel in [(axes[0], "eta (adaptive rule)", r"$\eta_1 = \eta_2$"),
-                         (axes[1], "energy (eta = 1)", r"null-space energy $\varepsilon$")]:
+for ax, name, xlabel in [
+    (axes[0], "eta (adaptive rule)", r"$\eta_1 = \eta_2$"),
+    (axes[1], "energy (eta = 1)", r"null-space energy $\varepsilon$"),
+]:
     part = sweep[sweep.sweep == name]
     ax.plot(part.x, part.change, "o-", label="projected")
     ax.axhline(baseline, ls="--", color="k", label="no projection")
@@ -407,14 +445,16 @@ fig.tight_layout()
 savefig(fig, out / "approximate_sweep.png")
 print(sweep.to_string(index=False, float_format="%.2e"))
 at_paper = sweep[(sweep.sweep == "eta (adaptive rule)") & (sweep.x == 0.97)].iloc[0]
-print(f"at eta = 0.97: old features move {baseline / at_paper.change:.1f}x less than unprojected, "
-      f"and the step itself is {at_paper['step norm / proposed']:.3f} of the proposed one "
-      f"({baseline / at_paper.change * at_paper['step norm / proposed']:.1f}x less per unit of step)")
+print(
+    f"at eta = 0.97: old features move {baseline / at_paper.change:.1f}x less than unprojected, "
+    f"and the step itself is {at_paper['step norm / proposed']:.3f} of the proposed one "
+    f"({baseline / at_paper.change * at_paper['step norm / proposed']:.1f}x less per unit of step)"
+)
 energy_rows = sweep[sweep.sweep == "energy (eta = 1)"].set_index("x")
 shorter, per_unit = 1 / at_paper["step norm / proposed"], baseline / at_paper.change * at_paper["step norm / proposed"]
-assert shorter > per_unit > 1                                          # most from the length, the rest from the direction
+assert shorter > per_unit > 1  # most from the length, the rest from the direction
 assert energy_rows.loc[1e-3, "aggregation null dim"] == 0 and energy_rows.loc[1e-3, "change"] == 0
-assert energy_rows.change.iloc[-1] > 3 * energy_rows.loc[1e-2, "change"]   # wider null spaces: more change overall
+assert energy_rows.change.iloc[-1] > 3 * energy_rows.loc[1e-2, "change"]  # wider null spaces: more change overall
 
 # %% [markdown]
 # Lowering $\eta$ lets the identity back in, and the old outputs move more, up to the unprojected

@@ -62,31 +62,57 @@
 # CIFAR-100, ImageNet-R or DomainNet.
 
 # %% tags=["parameters"]
-preset = "tiny"          # "tiny" (CPU, about a minute per method and seed) or "paper" (GPU, the official recipes)
-backbone = "vit"         # "vit" (VPT-NSP²) or "clip" (CLIP-NSP²)
-benchmark = None         # None: the preset's default (shapes100-10s for tiny, cifar100-10s for paper)
-seeds = [0]              # seeds of this page's own runs; the 3-seed tables are read from benchmarks/results
-include_joint = False    # also run the joint upper bound here (it retrains on all data seen so far: slow);
-                         # the 3-seed tables of section 3.2 always have it
+preset = "tiny"  # "tiny" (CPU, about a minute per method and seed) or "paper" (GPU, the official recipes)
+backbone = "vit"  # "vit" (VPT-NSP²) or "clip" (CLIP-NSP²)
+benchmark = None  # None: the preset's default (shapes100-10s for tiny, cifar100-10s for paper)
+seeds = [0]  # seeds of this page's own runs; the 3-seed tables are read from benchmarks/results
+include_joint = False  # also run the joint upper bound here (it retrains on all data seen so far: slow);
+# the 3-seed tables of section 3.2 always have it
 device = "cpu"
-epochs = None            # None: the recipe's; an int overrides it (e.g. quick paper-preset smoke runs)
-max_tasks = None         # None: all tasks
-data_root = None         # where CIFAR-100 / ImageNet-R / DomainNet live (default: $NSCL_DATA)
-download = False         # let torchvision download CIFAR-100 when the machine is online
-run_root = None          # None: build/outputs/runs/nsp2-<preset>-<backbone>-<benchmark>; runs resume from here
-progress = False         # True: tqdm bars per task (long GPU runs)
+epochs = None  # None: the recipe's; an int overrides it (e.g. quick paper-preset smoke runs)
+max_tasks = None  # None: all tasks
+data_root = None  # where CIFAR-100 / ImageNet-R / DomainNet live (default: $NSCL_DATA)
+download = False  # let torchvision download CIFAR-100 when the machine is online
+run_root = None  # None: build/outputs/runs/nsp2-<preset>-<backbone>-<benchmark>; runs resume from here
+progress = False  # True: tqdm bars per task (long GPU runs)
 
 # %%
 # One typed config checks every parameter (names, types, ranges, the benchmark against the recipe, the
 # data folder) before anything is loaded; `python -m nscl run` builds the same ExperimentConfig.
 from nscl.experiment.config import ExperimentConfig, check_parameters
 
-check_parameters(globals(), {"preset", "backbone", "benchmark", "seeds", "include_joint", "device", "epochs",
-                             "max_tasks", "data_root", "download", "run_root", "progress"},
-                 types={"include_joint": bool})
-config = ExperimentConfig(method="nsp2", preset=preset, backbone=backbone, benchmark=benchmark, seeds=seeds,
-                          device=device, epochs=epochs, max_tasks=max_tasks, data_root=data_root, download=download,
-                          progress=progress, only=["Seq", "NSP2", "frozen"] + (["joint"] if include_joint else []))
+check_parameters(
+    globals(),
+    {
+        "preset",
+        "backbone",
+        "benchmark",
+        "seeds",
+        "include_joint",
+        "device",
+        "epochs",
+        "max_tasks",
+        "data_root",
+        "download",
+        "run_root",
+        "progress",
+    },
+    types={"include_joint": bool},
+)
+config = ExperimentConfig(
+    method="nsp2",
+    preset=preset,
+    backbone=backbone,
+    benchmark=benchmark,
+    seeds=seeds,
+    device=device,
+    epochs=epochs,
+    max_tasks=max_tasks,
+    data_root=data_root,
+    download=download,
+    progress=progress,
+    only=["Seq", "NSP2", "frozen"] + (["joint"] if include_joint else []),
+)
 
 # %%
 from dataclasses import asdict
@@ -102,15 +128,23 @@ from nscl.results.plots import plot_accuracy_matrix, plot_step_accuracies, savef
 from nscl.results.reproducibility import committed_comparison
 from nscl.results.tables import diagonal_frame, paired_difference, step_curves, summary_table
 
-experiment = config.experiment()   # Seq, NSP², frozen, joint with the recipe's settings (nothing trained yet)
+experiment = config.experiment()  # Seq, NSP², frozen, joint with the recipe's settings (nothing trained yet)
 seeds = list(config.seeds)
 bench = experiment.benchmark
 out = output_dir("03_nsp2")
-runs = run_root or book_runs(f"nsp2-{preset}-{backbone}-{bench.id}")   # chapter 6 reads these runs back
+runs = run_root or book_runs(f"nsp2-{preset}-{backbone}-{bench.id}")  # chapter 6 reads these runs back
 seq_name, nsp2_name, frozen_name, joint_name = list(experiment.methods)
-print(f"benchmark {bench.id}: {bench.n_tasks} tasks, {bench.n_classes} classes; this page runs {config.selected_methods()}")
-print("run settings:", {k: v for k, v in asdict(experiment.run).items() if k in ("epochs", "batch_size", "data_repeats",
-                                                                                  "precision", "device")})
+print(
+    f"benchmark {bench.id}: {bench.n_tasks} tasks, {bench.n_classes} classes; this page runs {config.selected_methods()}"
+)
+print(
+    "run settings:",
+    {
+        k: v
+        for k, v in asdict(experiment.run).items()
+        if k in ("epochs", "batch_size", "data_repeats", "precision", "device")
+    },
+)
 
 # %% [markdown]
 # ## 3.0 The step, written out
@@ -127,24 +161,23 @@ import torch
 from nscl.optim import ProjectedAdam, TwoSidedProjection
 
 
-def projected_adam_step(prompts, grad, moments, step, lr, left, right, betas=(0.9, 0.999), eps=1e-8,
-                        weight_decay=5e-5):
+def projected_adam_step(prompts, grad, moments, step, lr, left, right, betas=(0.9, 0.999), eps=1e-8, weight_decay=5e-5):
     """One NSP² step on prompts (L, m, D): Adam's update, projected on both sides, then applied."""
     beta1, beta2 = betas
-    grad = grad + weight_decay * prompts                       # coupled L2, as torch's Adam
+    grad = grad + weight_decay * prompts  # coupled L2, as torch's Adam
     moments["m"] = beta1 * moments["m"] + (1 - beta1) * grad
     moments["v"] = beta2 * moments["v"] + (1 - beta2) * grad * grad
-    m_hat = moments["m"] / (1 - beta1 ** step)                 # bias corrections
-    v_hat = moments["v"] / (1 - beta2 ** step)
-    update = -lr * m_hat / (v_hat.sqrt() + eps)                # Adam's update ...
-    update = left @ update @ right                             # ... projected: B2 ΔP B1, per layer
+    m_hat = moments["m"] / (1 - beta1**step)  # bias corrections
+    v_hat = moments["v"] / (1 - beta2**step)
+    update = -lr * m_hat / (v_hat.sqrt() + eps)  # Adam's update ...
+    update = left @ update @ right  # ... projected: B2 ΔP B1, per layer
     return prompts + update
 
 
 gen = torch.Generator().manual_seed(0)
 core_prompts = torch.randn(2, 4, 16, generator=gen, dtype=torch.float64)
 core_left = torch.linalg.qr(torch.randn(2, 4, 2, generator=gen, dtype=torch.float64)).Q
-core_left = core_left @ core_left.transpose(1, 2)              # any projectors will do for the check
+core_left = core_left @ core_left.transpose(1, 2)  # any projectors will do for the check
 core_right = torch.linalg.qr(torch.randn(2, 16, 10, generator=gen, dtype=torch.float64)).Q
 core_right = core_right @ core_right.transpose(1, 2)
 library = torch.nn.Parameter(core_prompts.clone())
@@ -168,8 +201,13 @@ assert gap < 1e-12
 
 # %%
 frame, results = experiment.run_all(seeds=seeds, run_root=runs, only=config.selected_methods())
-columns = ["last_accuracy", "average_incremental_accuracy", "forgetting", "last_accuracy_task_aware",
-           "forgetting_task_aware"]
+columns = [
+    "last_accuracy",
+    "average_incremental_accuracy",
+    "forgetting",
+    "last_accuracy_task_aware",
+    "forgetting_task_aware",
+]
 summary = summary_table(frame, columns)
 summary.to_csv(out / "summary.csv")
 summary
@@ -221,9 +259,15 @@ names = {"seq": "VPT-Seq", "nsp2": "VPT-NSP²", "frozen": "VPT-frozen", "joint":
 summary_table(seeded, columns)
 
 # %%
-gaps = pd.DataFrame({f"{names['nsp2']} − {names[c]}, {m}": paired_difference(seeded, names["nsp2"], names[c], m)
-                     for c in ("seq", "frozen") for m in ("last_accuracy", "forgetting", "forgetting_task_aware")}).T
+gaps = pd.DataFrame(
+    {
+        f"{names['nsp2']} − {names[c]}, {m}": paired_difference(seeded, names["nsp2"], names[c], m)
+        for c in ("seq", "frozen")
+        for m in ("last_accuracy", "forgetting", "forgetting_task_aware")
+    }
+).T
 gaps.round(2)
+
 
 # %%
 def gap(control: str, metric: str) -> pd.Series:
@@ -231,13 +275,15 @@ def gap(control: str, metric: str) -> pd.Series:
 
 
 largest_versus_frozen = max(gap("frozen", m)[["min", "max"]].abs().max() for m in ("last_accuracy", "forgetting"))
-print(f"NSP² − Seq, seed by seed: last accuracy {gap('seq', 'last_accuracy')['min']:+.1f} to "
-      f"{gap('seq', 'last_accuracy')['max']:+.1f} points, forgetting {gap('seq', 'forgetting')['min']:+.1f} to "
-      f"{gap('seq', 'forgetting')['max']:+.1f}")
+print(
+    f"NSP² − Seq, seed by seed: last accuracy {gap('seq', 'last_accuracy')['min']:+.1f} to "
+    f"{gap('seq', 'last_accuracy')['max']:+.1f} points, forgetting {gap('seq', 'forgetting')['min']:+.1f} to "
+    f"{gap('seq', 'forgetting')['max']:+.1f}"
+)
 print(f"NSP² − frozen: at most {largest_versus_frozen:.2f} points on any seed, in last accuracy or forgetting")
 # What the next paragraph says, checked on the table it reads:
 assert gap("seq", "last_accuracy")["min"] > 0 and gap("seq", "forgetting")["max"] < 0
-assert seeded[seeded.method == names["nsp2"]].forgetting_task_aware.max() < 0.005   # "about zero" (summary)
+assert seeded[seeded.method == names["nsp2"]].forgetting_task_aware.max() < 0.005  # "about zero" (summary)
 assert largest_versus_frozen < 0.5
 
 # %% [markdown]
@@ -257,11 +303,15 @@ shortfall = (diagonals.max() - seq_row).max()
 joint_below = int((diagonals.loc[names["joint"]] < seq_row).iloc[2:].sum())
 late = diagonals.columns[-1]
 nsp2_vs_frozen = (nsp2_row - diagonals.loc[names["frozen"]]).abs().max()
-print(f"Seq's diagonal: the highest or at most {shortfall:.1f} points below it on every task; joint below Seq on "
-      f"{joint_below} of the {len(seq_row) - 2} tasks from the third on")
-print(f"{late}: NSP² {nsp2_row[late]:.1f} against Seq {seq_row[late]:.1f}; NSP²'s row and frozen's differ by at most "
-      f"{nsp2_vs_frozen:.1f} points")
-assert seq_row.iloc[0] == nsp2_row.iloc[0]              # the first task is trained alike
+print(
+    f"Seq's diagonal: the highest or at most {shortfall:.1f} points below it on every task; joint below Seq on "
+    f"{joint_below} of the {len(seq_row) - 2} tasks from the third on"
+)
+print(
+    f"{late}: NSP² {nsp2_row[late]:.1f} against Seq {seq_row[late]:.1f}; NSP²'s row and frozen's differ by at most "
+    f"{nsp2_vs_frozen:.1f} points"
+)
+assert seq_row.iloc[0] == nsp2_row.iloc[0]  # the first task is trained alike
 assert (seq_row.iloc[1:] > nsp2_row.iloc[1:]).mean() >= 0.8 and nsp2_vs_frozen < 1.0
 assert joint_below > (len(seq_row) - 2) / 2 and shortfall < 5
 
@@ -301,8 +351,11 @@ savefig(fig, out / "accuracy_matrices.png")
 plt.show()
 
 # %%
-rows = [{"method": name, "seed": seed, "task": j + 1, "forgetting": f * 100}
-        for (name, seed), res in results.items() for j, f in enumerate(forgetting_per_task(res.accuracy))]
+rows = [
+    {"method": name, "seed": seed, "task": j + 1, "forgetting": f * 100}
+    for (name, seed), res in results.items()
+    for j, f in enumerate(forgetting_per_task(res.accuracy))
+]
 per_task = pd.DataFrame(rows)
 fig, ax = plt.subplots(figsize=(8, 3.5))
 sns.barplot(data=per_task, x="task", y="forgetting", hue="method", ax=ax, errorbar="sd")
@@ -353,12 +406,18 @@ null_space.pivot_table(index=["condition", "layer"], columns="task", values="nul
 # standard deviation $\sigma$ over the $D$ features, the quantities of the drift penalty) move from
 # one task to the next.
 
+
 # %%
 def prompt_frame(name: str) -> pd.DataFrame:
     history = results[(name, first_seed)].extras["report"]["prompts"]
     picks = {"after task 1": history[0], f"after task {len(history)}": history[-1]}
-    return pd.DataFrame([{"method": name, "when": when, "value": float(v)}
-                         for when, p in picks.items() for v in p.flatten()[::max(1, p.numel() // 4000)]])
+    return pd.DataFrame(
+        [
+            {"method": name, "when": when, "value": float(v)}
+            for when, p in picks.items()
+            for v in p.flatten()[:: max(1, p.numel() // 4000)]
+        ]
+    )
 
 
 def statistic_drift(name: str) -> pd.DataFrame:
@@ -366,14 +425,19 @@ def statistic_drift(name: str) -> pd.DataFrame:
     rows = []
     for t in range(1, len(history)):
         prev, cur = history[t - 1], history[t]
-        rows.append({"method": name, "task": t + 1,
-                     "relative change ‖P_t − P_t−1‖ / ‖P_t−1‖": float((cur - prev).norm() / prev.norm()),
-                     "|Δμ| (mean over tokens)": float((cur.mean(-1) - prev.mean(-1)).abs().mean()),
-                     "|Δσ| (mean over tokens)": float((cur.std(-1) - prev.std(-1)).abs().mean())})
+        rows.append(
+            {
+                "method": name,
+                "task": t + 1,
+                "relative change ‖P_t − P_t−1‖ / ‖P_t−1‖": float((cur - prev).norm() / prev.norm()),
+                "|Δμ| (mean over tokens)": float((cur.mean(-1) - prev.mean(-1)).abs().mean()),
+                "|Δσ| (mean over tokens)": float((cur.std(-1) - prev.std(-1)).abs().mean()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-moving = [name for name in (seq_name, nsp2_name, joint_name) if name in ran]   # the methods that train prompts
+moving = [name for name in (seq_name, nsp2_name, joint_name) if name in ran]  # the methods that train prompts
 values = pd.concat([prompt_frame(n) for n in moving])
 drift = pd.concat([statistic_drift(n) for n in moving])
 drift.to_csv(out / "prompt_drift.csv", index=False)
@@ -400,10 +464,12 @@ plt.show()
 per_task_change = drift.groupby("method", sort=False)[list(drift.columns[2:])].mean()
 display(per_task_change)
 change = per_task_change.iloc[:, 0]
-print(f"mean relative change per task: NSP² {change[nsp2_name]:.4f}, Seq {change[seq_name]:.4f} "
-      f"({change[seq_name] / change[nsp2_name]:.0f} times NSP²'s)"
-      + (f", joint {change[joint_name]:.4f}" if joint_name in change else ""))
-assert change[nsp2_name] < 0.1 * change.drop(nsp2_name).min()   # "barely move" below
+print(
+    f"mean relative change per task: NSP² {change[nsp2_name]:.4f}, Seq {change[seq_name]:.4f} "
+    f"({change[seq_name] / change[nsp2_name]:.0f} times NSP²'s)"
+    + (f", joint {change[joint_name]:.4f}" if joint_name in change else "")
+)
+assert change[nsp2_name] < 0.1 * change.drop(nsp2_name).min()  # "barely move" below
 
 # %% [markdown]
 # The prompts start from uniform noise in $[-1, 1]$; the first task reshapes that distribution for
@@ -431,27 +497,47 @@ assert change[nsp2_name] < 0.1 * change.drop(nsp2_name).min()   # "barely move" 
 
 # %%
 room = pd.read_csv(tables / "nsp2_room_gradient.csv")
-share_columns = {"ce_affinity_null": "CE in affinity null", "random_affinity_null": "random in affinity null",
-                 "ce_aggregation_null": "CE in aggregation null", "random_aggregation_null": "random in aggregation null",
-                 "ce_both_null": "CE in both", "random_both_null": "random in both",
-                 "penalty_both_null": "penalty gradient in both"}
+share_columns = {
+    "ce_affinity_null": "CE in affinity null",
+    "random_affinity_null": "random in affinity null",
+    "ce_aggregation_null": "CE in aggregation null",
+    "random_aggregation_null": "random in aggregation null",
+    "ce_both_null": "CE in both",
+    "random_both_null": "random in both",
+    "penalty_both_null": "penalty gradient in both",
+}
 room_table = room.groupby("layer")[list(share_columns)].mean().rename(columns=share_columns) * 100
-room_table.insert(0, "null dims (D side / m side)", room.groupby("layer").apply(
-    lambda g: f"{g.affinity_null_dim.iloc[0]}/{g.D.iloc[0]}, {g.aggregation_null_dim.iloc[0]}/{g.m.iloc[0]}"))
+room_table.insert(
+    0,
+    "null dims (D side / m side)",
+    room.groupby("layer").apply(
+        lambda g: f"{g.affinity_null_dim.iloc[0]}/{g.D.iloc[0]}, {g.aggregation_null_dim.iloc[0]}/{g.m.iloc[0]}"
+    ),
+)
 room_table["top-5 energy of the D side"] = room.groupby("layer").affinity_top5_energy.mean() * 100
-print(f"seeds {sorted(room.seed.unique().tolist())}, task {room.task.iloc[0]}, {room.steps.iloc[0]} steps; shares in % of the "
-      "gradient's energy (mean over steps and seeds)")
+print(
+    f"seeds {sorted(room.seed.unique().tolist())}, task {room.task.iloc[0]}, {room.steps.iloc[0]} steps; shares in % of the "
+    "gradient's energy (mean over steps and seeds)"
+)
 room_table.round(1)
 
 # %%
-steps_table = room.groupby("layer")[["penalty_over_ce_norm", "adam_update_survival", "projector_gain_both_null",
-                                     "prompt_move", "prompt_norm"]].mean()
-steps_table.columns = ["‖∇ penalty‖ / ‖∇ CE‖ (median over steps)", "Adam update kept by the projection",
-                       "projector's gain inside both null spaces", "prompt movement over task 2", "prompt norm"]
+steps_table = room.groupby("layer")[
+    ["penalty_over_ce_norm", "adam_update_survival", "projector_gain_both_null", "prompt_move", "prompt_norm"]
+].mean()
+steps_table.columns = [
+    "‖∇ penalty‖ / ‖∇ CE‖ (median over steps)",
+    "Adam update kept by the projection",
+    "projector's gain inside both null spaces",
+    "prompt movement over task 2",
+    "prompt norm",
+]
 # the projection keeps ~gain x sqrt(share of the update inside both null spaces): the rest is multiplied by 0.03 or less
 steps_table.insert(3, "implied share of the update inside both", (steps_table.iloc[:, 1] / steps_table.iloc[:, 2]) ** 2)
-print(f"all layers together: ‖∇ penalty‖ / ‖∇ CE‖ = {room.penalty_over_ce_norm_all_layers.mean():.1f} (median over "
-      f"steps, mean over seeds); the first task moved nothing to protect, so the penalty's gradient is zero at step 1")
+print(
+    f"all layers together: ‖∇ penalty‖ / ‖∇ CE‖ = {room.penalty_over_ce_norm_all_layers.mean():.1f} (median over "
+    f"steps, mean over seeds); the first task moved nothing to protect, so the penalty's gradient is zero at step 1"
+)
 display(steps_table.round(3))
 
 
@@ -462,28 +548,40 @@ def span(values: pd.Series, scale: float = 1.0, digits: int = 0) -> str:
 
 
 per_layer = room.groupby("layer").mean(numeric_only=True)
-print(f"null spaces: {span(room.affinity_null_dim)} of {room.D.iloc[0]} feature directions, "
-      f"{span(room.aggregation_null_dim)} of {room.m.iloc[0]} prompt tokens")
-print(f"share inside both null spaces: random direction {span(per_layer.random_both_null, 100)}%, the new task's "
-      f"cross-entropy gradient {span(per_layer.ce_both_null, 100)}%")
-print(f"feature side alone: cross-entropy gradient {span(per_layer.ce_affinity_null, 100)}%, random "
-      f"{span(per_layer.random_affinity_null, 100)}%; directions the first task fills: "
-      f"{span(room.D - room.affinity_null_dim)}; top 5 of them hold {span(per_layer.affinity_top5_energy, 100)}% "
-      f"of the affinity matrix's energy")
-print(f"drift penalty's gradient over the cross-entropy's: {span(per_layer.penalty_over_ce_norm)} times per layer, "
-      f"{room.penalty_over_ce_norm_all_layers.mean():.0f} over all layers")
-print(f"Adam update kept by the projection: {span(per_layer.adam_update_survival, 100, 1)}%; gain inside both null "
-      f"spaces {span(per_layer.projector_gain_both_null, 1, 3)}; implied share of the update inside both "
-      f"{span(steps_table.iloc[:, 3], 100)}%; the penalty gradient's share inside both "
-      f"{span(per_layer.penalty_both_null, 100)}%")
-print(f"prompt movement over task 2: {span(per_layer.prompt_move, 1, 3)} per layer, "
-      f"{span(per_layer.prompt_move / per_layer.prompt_norm, 1000, 1)} thousandths of the prompts' norm")
+print(
+    f"null spaces: {span(room.affinity_null_dim)} of {room.D.iloc[0]} feature directions, "
+    f"{span(room.aggregation_null_dim)} of {room.m.iloc[0]} prompt tokens"
+)
+print(
+    f"share inside both null spaces: random direction {span(per_layer.random_both_null, 100)}%, the new task's "
+    f"cross-entropy gradient {span(per_layer.ce_both_null, 100)}%"
+)
+print(
+    f"feature side alone: cross-entropy gradient {span(per_layer.ce_affinity_null, 100)}%, random "
+    f"{span(per_layer.random_affinity_null, 100)}%; directions the first task fills: "
+    f"{span(room.D - room.affinity_null_dim)}; top 5 of them hold {span(per_layer.affinity_top5_energy, 100)}% "
+    f"of the affinity matrix's energy"
+)
+print(
+    f"drift penalty's gradient over the cross-entropy's: {span(per_layer.penalty_over_ce_norm)} times per layer, "
+    f"{room.penalty_over_ce_norm_all_layers.mean():.0f} over all layers"
+)
+print(
+    f"Adam update kept by the projection: {span(per_layer.adam_update_survival, 100, 1)}%; gain inside both null "
+    f"spaces {span(per_layer.projector_gain_both_null, 1, 3)}; implied share of the update inside both "
+    f"{span(steps_table.iloc[:, 3], 100)}%; the penalty gradient's share inside both "
+    f"{span(per_layer.penalty_both_null, 100)}%"
+)
+print(
+    f"prompt movement over task 2: {span(per_layer.prompt_move, 1, 3)} per layer, "
+    f"{span(per_layer.prompt_move / per_layer.prompt_norm, 1000, 1)} thousandths of the prompts' norm"
+)
 # what the next two paragraphs say, on this table
 assert (per_layer.ce_both_null < per_layer.random_both_null / 3).all()
 assert (per_layer.ce_affinity_null < per_layer.random_affinity_null / 2).all()
 assert (per_layer.penalty_over_ce_norm > 5).all() and (per_layer.adam_update_survival < 0.2).all()
 assert (per_layer.penalty_both_null > per_layer.ce_both_null).all()
-assert (per_layer.prompt_move / per_layer.prompt_norm < 0.01).all()   # "thousandths of their norm or less"
+assert (per_layer.prompt_move / per_layer.prompt_norm < 0.01).all()  # "thousandths of their norm or less"
 
 # %% [markdown]
 # The null spaces are large (the first printed line): most of the feature directions and most of the
@@ -526,8 +624,13 @@ screen_table.round({**{c: 2 for c in screen_columns}, "prompt movement per task"
 # %%
 by_setting = screen.assign(method=screen.setting)
 settings = [s for s in screen_table.index if s != "frozen"]
-versus_frozen = pd.DataFrame({(s, metric): paired_difference(by_setting, s, "frozen", metric)
-                              for s in settings for metric in ("diagonal", "forgetting", "last_accuracy")}).T
+versus_frozen = pd.DataFrame(
+    {
+        (s, metric): paired_difference(by_setting, s, "frozen", metric)
+        for s in settings
+        for metric in ("diagonal", "forgetting", "last_accuracy")
+    }
+).T
 versus_frozen.index.names = ["setting − frozen", "metric"]
 versus_frozen["seeds"] = versus_frozen["seeds"].astype(int)
 versus_frozen.round(2)
@@ -539,8 +642,14 @@ fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 for ax, metric, label in zip(axes, ("diagonal", "forgetting"), ("diagonal", "forgetting")):
     ax.scatter(paired["prompt movement per task"], paired[metric], color="tab:blue")
     for name, row in paired.iterrows():
-        ax.annotate(name, (row["prompt movement per task"], row[metric]), textcoords="offset points",
-                    xytext=(2, 6), fontsize=8, rotation=40)
+        ax.annotate(
+            name,
+            (row["prompt movement per task"], row[metric]),
+            textcoords="offset points",
+            xytext=(2, 6),
+            fontsize=8,
+            rotation=40,
+        )
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xscale("log")
     ax.margins(x=0.2, y=0.3)
@@ -559,15 +668,23 @@ recipe = next(name for name in screen_table.index if name.startswith("recipe"))
 diagonal_gap = versus_frozen.xs("diagonal", level="metric")
 forgetting_gap = versus_frozen.xs("forgetting", level="metric")
 furthest = moves[levers].idxmax()
-print(f"prompt movement per task: {moves[levers].max():.3f} at most ({furthest}), recipe {moves[recipe]:.3f}, "
-      f"Seq {moves['Seq']:.2f} ({moves['Seq'] / moves[levers].max():.0f} times the furthest lever)")
-print(f"diagonal − frozen's, mean over seeds: levers {diagonal_gap.loc[levers, 'mean'].min():+.2f} to "
-      f"{diagonal_gap.loc[levers, 'mean'].max():+.2f} points (largest: {diagonal_gap.loc[levers, 'mean'].idxmax()}); "
-      f"Seq {diagonal_gap.loc['Seq', 'mean']:+.2f}")
-print(f"forgetting − frozen's, any seed: levers within {forgetting_gap.loc[levers, ['min', 'max']].abs().max().max():.2f} "
-      f"points; Seq {forgetting_gap.loc['Seq', 'mean']:+.2f} on average")
-print(f"{furthest}: diagonal within {diagonal_gap.loc[furthest, ['min', 'max']].abs().max():.2f} points of frozen's "
-      f"on every seed")
+print(
+    f"prompt movement per task: {moves[levers].max():.3f} at most ({furthest}), recipe {moves[recipe]:.3f}, "
+    f"Seq {moves['Seq']:.2f} ({moves['Seq'] / moves[levers].max():.0f} times the furthest lever)"
+)
+print(
+    f"diagonal − frozen's, mean over seeds: levers {diagonal_gap.loc[levers, 'mean'].min():+.2f} to "
+    f"{diagonal_gap.loc[levers, 'mean'].max():+.2f} points (largest: {diagonal_gap.loc[levers, 'mean'].idxmax()}); "
+    f"Seq {diagonal_gap.loc['Seq', 'mean']:+.2f}"
+)
+print(
+    f"forgetting − frozen's, any seed: levers within {forgetting_gap.loc[levers, ['min', 'max']].abs().max().max():.2f} "
+    f"points; Seq {forgetting_gap.loc['Seq', 'mean']:+.2f} on average"
+)
+print(
+    f"{furthest}: diagonal within {diagonal_gap.loc[furthest, ['min', 'max']].abs().max():.2f} points of frozen's "
+    f"on every seed"
+)
 # what the next paragraph says, on this table
 assert moves[levers].max() > 3 * moves[recipe] and moves["Seq"] > 5 * moves[levers].max()
 assert diagonal_gap.loc[levers, "mean"].abs().max() < diagonal_gap.loc["Seq", "mean"] / 5

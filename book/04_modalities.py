@@ -43,26 +43,40 @@
 #    "greater variance during class increments").
 
 # %% tags=["parameters"]
-preset = "tiny"       # "tiny" (CPU) or "paper" (OpenAI CLIP ViT-B/16, GPU)
-benchmark = None      # None: shapes100-tinted-10s (tiny) or cifar100-10-10 (paper)
+preset = "tiny"  # "tiny" (CPU) or "paper" (OpenAI CLIP ViT-B/16, GPU)
+benchmark = None  # None: shapes100-tinted-10s (tiny) or cifar100-10-10 (paper)
 seed = 0
 device = "cpu"
-epochs = None         # None: the recipe's
+epochs = None  # None: the recipe's
 max_tasks = None
 data_root = None
 download = False
-run_root = None       # None: build/outputs/runs/dmnsp-<preset>-<benchmark> (shared with chapter 5)
-progress = False      # True: tqdm bars per task (long GPU runs)
+run_root = None  # None: build/outputs/runs/dmnsp-<preset>-<benchmark> (shared with chapter 5)
+progress = False  # True: tqdm bars per task (long GPU runs)
 
 # %%
 # One typed config checks every parameter before anything is loaded (as `python -m nscl run` does).
 from nscl.experiment.config import ExperimentConfig, check_parameters
 
-check_parameters(globals(), {"preset", "benchmark", "seed", "device", "epochs", "max_tasks", "data_root", "download",
-                             "run_root", "progress"}, types={"seed": int})
-config = ExperimentConfig(method="dmnsp", preset=preset, benchmark=benchmark, seeds=[seed], device=device,
-                          epochs=epochs, max_tasks=max_tasks, data_root=data_root, download=download,
-                          progress=progress, only=["Seq", "DMNSP"], overrides={"record_parameters": True})
+check_parameters(
+    globals(),
+    {"preset", "benchmark", "seed", "device", "epochs", "max_tasks", "data_root", "download", "run_root", "progress"},
+    types={"seed": int},
+)
+config = ExperimentConfig(
+    method="dmnsp",
+    preset=preset,
+    benchmark=benchmark,
+    seeds=[seed],
+    device=device,
+    epochs=epochs,
+    max_tasks=max_tasks,
+    data_root=data_root,
+    download=download,
+    progress=progress,
+    only=["Seq", "DMNSP"],
+    overrides={"record_parameters": True},
+)
 
 # %%
 
@@ -76,9 +90,9 @@ from nscl.paths import book_runs, output_dir
 from nscl.results.plots import savefig
 from nscl.results.tables import summary_table
 
-experiment = config.experiment()   # the recipe, with every weight recorded after each task
+experiment = config.experiment()  # the recipe, with every weight recorded after each task
 out = output_dir("04_modalities")
-runs = run_root or book_runs(f"dmnsp-{preset}-{experiment.benchmark.id}")   # chapter 5 reads these runs back
+runs = run_root or book_runs(f"dmnsp-{preset}-{experiment.benchmark.id}")  # chapter 5 reads these runs back
 frame, results = experiment.run_all(seeds=[seed], run_root=runs, only=config.selected_methods())
 summary_table(frame, ["last_accuracy", "forgetting", "forgetting_task_aware"])
 
@@ -87,6 +101,7 @@ summary_table(frame, ["last_accuracy", "forgetting", "forgetting_task_aware"])
 #
 # First the confound: at init the two towers' adapters are *not* alike. $W_{down}$ is drawn
 # uniformly with a bound set by the fan-in (the width of the tower), and $W_{up}$ is zero.
+
 
 # %%
 def report(name: str) -> dict:
@@ -114,16 +129,24 @@ fig, axes = plt.subplots(2, 2, figsize=(12, 7), sharex="col")
 for row, name in enumerate(("adapter-Seq", "DMNSP")):
     for col, which in enumerate(("up_proj.weight", "down_proj.weight - init")):
         ax = axes[row, col]
-        pooled = np.concatenate([parameter_set(s, initial, t, which).numpy()
-                                 for s in snapshots[name] for t in ("visual", "text")])
+        pooled = np.concatenate(
+            [parameter_set(s, initial, t, which).numpy() for s in snapshots[name] for t in ("visual", "text")]
+        )
         lo, hi = np.quantile(pooled, [0.001, 0.999])
         bins = np.linspace(lo, hi, 120)
         for tower, cmap in (("visual", "Blues"), ("text", "Oranges")):
             colours = sns.color_palette(cmap, n_tasks + 2)[2:]
             for task, snap in enumerate(snapshots[name]):
                 values = parameter_set(snap, initial, tower, which).numpy()
-                ax.hist(values, bins=bins, density=True, histtype="step", color=colours[task], lw=1,
-                        label=f"{tower}" if task == n_tasks - 1 else None)
+                ax.hist(
+                    values,
+                    bins=bins,
+                    density=True,
+                    histtype="step",
+                    color=colours[task],
+                    lw=1,
+                    label=f"{tower}" if task == n_tasks - 1 else None,
+                )
         ax.set_yscale("log")
         ax.set_title(f"{name}: {which}")
         ax.set_xlabel("parameter value")
@@ -192,20 +215,31 @@ savefig(fig, out / "layer_variance.png")
 seq = stats[(stats.method == "adapter-Seq") & (stats.set == "up_proj.weight")].pivot(index="task", columns="tower")
 across = variance[variance.method == "adapter-Seq"].groupby("tower")["log10 variance across tasks"].median()
 checks = {
-    "spread (variance of W_up after the last task)": (seq["variance"]["visual"].iloc[-1], seq["variance"]["text"].iloc[-1]),
+    "spread (variance of W_up after the last task)": (
+        seq["variance"]["visual"].iloc[-1],
+        seq["variance"]["text"].iloc[-1],
+    ),
     "drift (mean over tasks)": (seq["drift"]["visual"].mean(), seq["drift"]["text"].mean()),
     "variance across tasks (median per weight)": (10 ** across["visual"], 10 ** across["text"]),
 }
-verdict = pd.DataFrame([{"measure": k, "visual": v, "text": t, "visual / text": v / t,
-                         "paper's claim holds here": bool(v > t)} for k, (v, t) in checks.items()])
+verdict = pd.DataFrame(
+    [
+        {"measure": k, "visual": v, "text": t, "visual / text": v / t, "paper's claim holds here": bool(v > t)}
+        for k, (v, t) in checks.items()
+    ]
+)
 visual_drift = stats[(stats.set == "up_proj.weight") & (stats.tower == "visual") & (stats.task > 1)]
 by_method = visual_drift.groupby("method")["drift"].mean()
-print(f"visual W_up drift from task 2 on (mean): adapter-Seq {by_method['adapter-Seq']:.2e}, "
-      f"DMNSP {by_method['DMNSP']:.2e} -> DMNSP {'lower' if by_method['DMNSP'] < by_method['adapter-Seq'] else 'not lower'}")
+print(
+    f"visual W_up drift from task 2 on (mean): adapter-Seq {by_method['adapter-Seq']:.2e}, "
+    f"DMNSP {by_method['DMNSP']:.2e} -> DMNSP {'lower' if by_method['DMNSP'] < by_method['adapter-Seq'] else 'not lower'}"
+)
 verdict.to_csv(out / "verdict.csv", index=False)
 for row in verdict.itertuples():
-    print(f"{row.measure}: visual / text = {row._4:.2f} -> "
-          f"{'visual larger, as the paper says' if row._5 else 'text larger, unlike the paper'}")
+    print(
+        f"{row.measure}: visual / text = {row._4:.2f} -> "
+        f"{'visual larger, as the paper says' if row._5 else 'text larger, unlike the paper'}"
+    )
 verdict
 
 # %% [markdown]

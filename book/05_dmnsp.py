@@ -78,33 +78,58 @@
 # the share of non-finite AdamW moments per task. The tiny CLIP has 4 layers and does not overflow.
 
 # %% tags=["parameters"]
-preset = "tiny"             # "tiny" (CPU) or "paper" (OpenAI CLIP ViT-B/16, GPU)
-benchmark = None            # None: shapes100-tinted-10s (tiny) or cifar100-10-10 (paper); see nscl.dmnsp.recipe
+preset = "tiny"  # "tiny" (CPU) or "paper" (OpenAI CLIP ViT-B/16, GPU)
+benchmark = None  # None: shapes100-tinted-10s (tiny) or cifar100-10-10 (paper); see nscl.dmnsp.recipe
 seeds = [0]
 device = "cpu"
-variants = ["paper", "energy-0.985", "code"]   # see nscl.dmnsp.recipe.VARIANTS (also "top1", "per-layer")
-include_joint = False       # the joint upper bound retrains on all data seen so far at every task (slow)
-epochs = None               # None: the recipe's (tiny 10, paper 4)
+variants = ["paper", "energy-0.985", "code"]  # see nscl.dmnsp.recipe.VARIANTS (also "top1", "per-layer")
+include_joint = False  # the joint upper bound retrains on all data seen so far at every task (slow)
+epochs = None  # None: the recipe's (tiny 10, paper 4)
 max_tasks = None
 data_root = None
 download = False
-run_root = None             # None: build/outputs/runs/dmnsp-<preset>-<benchmark>; runs resume from here
-progress = False            # True: tqdm bars per task (long GPU runs)
+run_root = None  # None: build/outputs/runs/dmnsp-<preset>-<benchmark>; runs resume from here
+progress = False  # True: tqdm bars per task (long GPU runs)
 
 # %%
 # One typed config checks every parameter before anything is loaded (as `python -m nscl run` does).
 from nscl.experiment.config import ExperimentConfig, check_parameters
 
-check_parameters(globals(), {"preset", "benchmark", "seeds", "device", "variants", "include_joint", "epochs",
-                             "max_tasks", "data_root", "download", "run_root", "progress"},
-                 types={"include_joint": bool})
-config = ExperimentConfig(method="dmnsp", preset=preset, benchmark=benchmark, seeds=seeds, device=device,
-                          variants=variants, epochs=epochs, max_tasks=max_tasks, data_root=data_root,
-                          download=download, progress=progress,
-                          only=["zero-shot", "Seq", "frozen", "DMNSP"] + (["joint"] if include_joint else []),
-                          # every adapter weight kept after each task, as chapter 4 needs: the two chapters
-                          # (and chapter 6) then share their adapter-Seq and DMNSP runs instead of training twice
-                          overrides={"record_parameters": True})
+check_parameters(
+    globals(),
+    {
+        "preset",
+        "benchmark",
+        "seeds",
+        "device",
+        "variants",
+        "include_joint",
+        "epochs",
+        "max_tasks",
+        "data_root",
+        "download",
+        "run_root",
+        "progress",
+    },
+    types={"include_joint": bool},
+)
+config = ExperimentConfig(
+    method="dmnsp",
+    preset=preset,
+    benchmark=benchmark,
+    seeds=seeds,
+    device=device,
+    variants=variants,
+    epochs=epochs,
+    max_tasks=max_tasks,
+    data_root=data_root,
+    download=download,
+    progress=progress,
+    only=["zero-shot", "Seq", "frozen", "DMNSP"] + (["joint"] if include_joint else []),
+    # every adapter weight kept after each task, as chapter 4 needs: the two chapters
+    # (and chapter 6) then share their adapter-Seq and DMNSP runs instead of training twice
+    overrides={"record_parameters": True},
+)
 
 # %%
 
@@ -121,11 +146,11 @@ from nscl.results.plots import plot_accuracy_matrix, plot_step_accuracies, savef
 from nscl.results.reproducibility import committed_comparison, stated_tolerance
 from nscl.results.tables import step_curves, summary_table
 
-experiment = config.experiment()   # zero-shot, Seq, frozen, each DMNSP variant, joint (nothing trained yet)
+experiment = config.experiment()  # zero-shot, Seq, frozen, each DMNSP variant, joint (nothing trained yet)
 seeds = list(config.seeds)
 bench = experiment.benchmark
 out = output_dir("05_dmnsp")
-runs = run_root or book_runs(f"dmnsp-{preset}-{bench.id}")   # chapter 6 reads these runs back
+runs = run_root or book_runs(f"dmnsp-{preset}-{bench.id}")  # chapter 6 reads these runs back
 methods = [m for m in experiment.methods if m != "joint"]
 print(f"{bench.id}: {bench.n_tasks} tasks; methods {methods}{' + joint' if include_joint else ''}")
 
@@ -149,15 +174,25 @@ if include_joint:
     joint_frame, joint_results = experiment.run_all(seeds=seeds, run_root=f"{runs}-joint", only=["joint"])
     frame = pd.concat([frame, joint_frame], ignore_index=True)
     results.update(joint_results)
-summary = summary_table(frame, ["last_accuracy", "average_incremental_accuracy", "forgetting",
-                                "last_accuracy_task_aware", "forgetting_task_aware"])
+summary = summary_table(
+    frame,
+    [
+        "last_accuracy",
+        "average_incremental_accuracy",
+        "forgetting",
+        "last_accuracy_task_aware",
+        "forgetting_task_aware",
+    ],
+)
 summary.to_csv(out / "summary.csv")
 display(summary)
-if preset == "tiny":   # zero-shot CLIP within a task, on the pretraining look and on this benchmark's (seconds)
+if preset == "tiny":  # zero-shot CLIP within a task, on the pretraining look and on this benchmark's (seconds)
     grey = dmnsp_experiment("tiny", benchmark="shapes100-10s", joint=False).with_run(progress=False)
     grey_frame, _ = grey.run_all(seeds=seeds[:1], only=["zero-shot CLIP"])
-    within = {"grey (the pretraining look)": grey_frame.last_accuracy_task_aware.iloc[0] * 100,
-              f"tinted ({bench.id})": frame[frame.method == "zero-shot CLIP"].last_accuracy_task_aware.iloc[0] * 100}
+    within = {
+        "grey (the pretraining look)": grey_frame.last_accuracy_task_aware.iloc[0] * 100,
+        f"tinted ({bench.id})": frame[frame.method == "zero-shot CLIP"].last_accuracy_task_aware.iloc[0] * 100,
+    }
     for look, value in within.items():
         print(f"zero-shot CLIP on {look}: {value:.1f}% of a task's test images named right within the task")
     assert within["grey (the pretraining look)"] > 80 and max(within.values()) - min(within.values()) > 30
@@ -174,8 +209,9 @@ print(experiment.reference_text())
 committed = pd.read_csv(repo_root() / "benchmarks" / "results" / "dmnsp_tiny_3seeds.csv")
 beside = None
 if preset == "tiny" and bench.id == "shapes100-tinted-10s":
-    beside = committed_comparison(frame[frame.method.isin(set(committed.method))], committed,
-                                  ["last_accuracy", "forgetting"], family="dmnsp")
+    beside = committed_comparison(
+        frame[frame.method.isin(set(committed.method))], committed, ["last_accuracy", "forgetting"], family="dmnsp"
+    )
     print(beside.verdict)
     display(beside.table)
 else:
@@ -199,6 +235,7 @@ savefig(fig, out / "accuracy_matrices.png")
 # One heat map per task (from the second): $\lambda_{jk}$ for the current task's block $j$ (rows)
 # against the old bases of block $k$ (columns).
 
+
 # %%
 def report(name: str) -> dict:
     return results[(name, first)].extras["report"]
@@ -213,16 +250,31 @@ for r, name in enumerate(dmnsp_names):
     picks = np.linspace(0, len(history) - 1, n_show).round().astype(int)
     for c, i in enumerate(picks):
         ax = axes[r, c]
-        sns.heatmap(history[i]["visual"].numpy(), ax=ax, cmap="rocket", annot=history[i]["visual"].shape[0] <= 6,
-                    fmt=".2f", cbar_kws={"label": r"$\lambda_{jk}$"})
+        sns.heatmap(
+            history[i]["visual"].numpy(),
+            ax=ax,
+            cmap="rocket",
+            annot=history[i]["visual"].shape[0] <= 6,
+            fmt=".2f",
+            cbar_kws={"label": r"$\lambda_{jk}$"},
+        )
         ax.set_title(f"{name}, task {history[i]['task'] + 1}")
         ax.set_xlabel("old basis of block k")
         ax.set_ylabel("current block j")
 fig.tight_layout()
 savefig(fig, out / "lambda_heatmaps.png")
-pd.DataFrame([{"method": name, "task": h["task"] + 1, "lambda min": float(h["visual"].min()),
-               "lambda max": float(h["visual"].max())} for name in dmnsp_names for h in lam[name]]
-             ).pivot(index="task", columns="method")
+pd.DataFrame(
+    [
+        {
+            "method": name,
+            "task": h["task"] + 1,
+            "lambda min": float(h["visual"].min()),
+            "lambda max": float(h["visual"].max()),
+        }
+        for name in dmnsp_names
+        for h in lam[name]
+    ]
+).pivot(index="task", columns="method")
 lam_values = torch.cat([h["visual"].flatten() for name in dmnsp_names for h in lam[name]])
 print(f"all coefficients: {float(lam_values.min()):.2f} to {float(lam_values.max()):.2f} (Λ = 30)")
 assert 0.8 * 30 < float(lam_values.min()) and float(lam_values.max()) <= 30.0
@@ -257,23 +309,27 @@ for ax, name in zip(axes[0], dmnsp_names):
     part = dims[dims.method == name]
     code = "up" not in part or part["up"].isna().all()
     sns.lineplot(data=part, x="task", y="down", hue="layer", marker="o", ax=ax, palette="viridis")
-    if not code:   # the bottleneck null space of W_up, dashed
-        sns.lineplot(data=part, x="task", y="up", hue="layer", marker="s", ax=ax, palette="viridis",
-                     linestyle="--", legend=False)
-    ax.set_title(f"{name}: basis vectors stacked per layer" if code
-                 else f"{name}: rank, W_down (of {part['dim'].iloc[0]}) and W_up (dashed, of 64)")
+    if not code:  # the bottleneck null space of W_up, dashed
+        sns.lineplot(
+            data=part, x="task", y="up", hue="layer", marker="s", ax=ax, palette="viridis", linestyle="--", legend=False
+        )
+    ax.set_title(
+        f"{name}: basis vectors stacked per layer"
+        if code
+        else f"{name}: rank, W_down (of {part['dim'].iloc[0]}) and W_up (dashed, of 64)"
+    )
     ax.set_xlabel("after task")
     ax.set_ylabel("dimension")
     ax.grid(alpha=0.3)
 fig.tight_layout()
 savefig(fig, out / "null_space_dims.png")
 plt.show()
-smallest = dims.pivot_table(index="task", columns="method", values="down", aggfunc="min")   # W_down rank, smallest layer
+smallest = dims.pivot_table(index="task", columns="method", values="down", aggfunc="min")  # W_down rank, smallest layer
 display(smallest)
 if "DMNSP (energy-0.985)" in smallest:
-    assert (smallest["DMNSP (energy-0.985)"] == 0).all()     # the intersection is empty (text below)
+    assert (smallest["DMNSP (energy-0.985)"] == 0).all()  # the intersection is empty (text below)
 if "DMNSP" in smallest:
-    assert smallest["DMNSP"].min() >= 24                      # the pooled rule keeps a few dozen directions
+    assert smallest["DMNSP"].min() >= 24  # the pooled rule keeps a few dozen directions
 
 # %% [markdown]
 # ## 5.4 What the projection does to the updates
@@ -285,8 +341,9 @@ if "DMNSP" in smallest:
 # is untouched.
 
 # %%
-logs = pd.concat([pd.DataFrame(report(name)["log"]).assign(method=name)
-                  for name in ["adapter-Seq", *dmnsp_names] if name in methods])
+logs = pd.concat(
+    [pd.DataFrame(report(name)["log"]).assign(method=name) for name in ["adapter-Seq", *dmnsp_names] if name in methods]
+)
 logs["task"] += 1
 logs.to_csv(out / "update_log.csv", index=False)
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
@@ -299,7 +356,7 @@ for ax, tower in zip(axes, ("visual", "text")):
 fig.tight_layout()
 savefig(fig, out / "update_norms.png")
 display(logs.groupby("method")[["visual_update_norm", "text_update_norm", "visual_nonfinite_adam_v"]].mean())
-assert preset != "tiny" or (logs.visual_nonfinite_adam_v == 0).all()   # the tiny CLIP's 4 layers never overflow
+assert preset != "tiny" or (logs.visual_nonfinite_adam_v == 0).all()  # the tiny CLIP's 4 layers never overflow
 
 # %% [markdown]
 # ## 5.5 What our run shows
@@ -310,9 +367,11 @@ assert preset != "tiny" or (logs.visual_nonfinite_adam_v == 0).all()   # the tin
 table = frame.groupby("method")[["last_accuracy", "forgetting", "forgetting_task_aware"]].mean() * 100
 for name in dmnsp_names:
     d, s, z = table.loc[name], table.loc["adapter-Seq"], table.loc["zero-shot CLIP"]
-    print(f"{name}: forgetting {d.forgetting:.1f} vs adapter-Seq {s.forgetting:.1f} "
-          f"({d.forgetting - s.forgetting:+.1f} points); last accuracy {d.last_accuracy:.1f} vs "
-          f"zero-shot {z.last_accuracy:.1f} ({d.last_accuracy - z.last_accuracy:+.1f} points)")
+    print(
+        f"{name}: forgetting {d.forgetting:.1f} vs adapter-Seq {s.forgetting:.1f} "
+        f"({d.forgetting - s.forgetting:+.1f} points); last accuracy {d.last_accuracy:.1f} vs "
+        f"zero-shot {z.last_accuracy:.1f} ({d.last_accuracy - z.last_accuracy:+.1f} points)"
+    )
 table.round(1)
 
 # %% [markdown]
@@ -329,10 +388,22 @@ from nscl.results.tables import paired_difference
 tables = repo_root() / "benchmarks" / "results"
 seeded = pd.read_csv(tables / "dmnsp_tiny_3seeds.csv")
 seeded_matrices = pd.read_csv(tables / "dmnsp_tiny_3seeds_accuracy.csv")
-display(summary_table(seeded, ["last_accuracy", "average_incremental_accuracy", "forgetting",
-                               "average_incremental_accuracy_task_aware", "forgetting_task_aware"]))
+display(
+    summary_table(
+        seeded,
+        [
+            "last_accuracy",
+            "average_incremental_accuracy",
+            "forgetting",
+            "average_incremental_accuracy_task_aware",
+            "forgetting_task_aware",
+        ],
+    )
+)
 diagonal = seeded_matrices[seeded_matrices.train_task == seeded_matrices.eval_task]
-plasticity = diagonal.groupby(["method", "seed"]).accuracy_task_aware.mean().groupby("method").agg(["mean", "std"]) * 100
+plasticity = (
+    diagonal.groupby(["method", "seed"]).accuracy_task_aware.mean().groupby("method").agg(["mean", "std"]) * 100
+)
 plasticity.round(1).rename(columns={"mean": "plasticity (mean diagonal, %)", "std": "std over seeds"})
 
 # %%
@@ -343,10 +414,20 @@ for reference in ("adapter-Seq", "frozen"):
     for name in compared:
         for metric in metrics:
             d = paired_difference(seeded, name, reference, metric)
-            rows.append({"method": name, "minus": reference, "metric": metric, "mean": d["mean"], "std": d["std"],
-                         "min": d["min"], "max": d["max"]})
+            rows.append(
+                {
+                    "method": name,
+                    "minus": reference,
+                    "metric": metric,
+                    "mean": d["mean"],
+                    "std": d["std"],
+                    "min": d["min"],
+                    "max": d["max"],
+                }
+            )
 differences = pd.DataFrame(rows).set_index(["minus", "method", "metric"])
 differences.round(2)
+
 
 # %%
 def difference(name: str, reference: str, metric: str) -> pd.Series:
@@ -377,8 +458,10 @@ for line in [
 # on any machine):
 task_aware_gap = (seeded.last_accuracy_task_aware - seeded.last_accuracy).min() * 100
 seq_plasticity_gap = plasticity.loc["adapter-Seq", "mean"] - plasticity.loc[dm, "mean"]
-print(f"task-aware minus class-incremental last accuracy: at least {task_aware_gap:.1f} points for every method "
-      f"and seed; adapter-Seq's plasticity minus DMNSP's: {seq_plasticity_gap:+.1f} points")
+print(
+    f"task-aware minus class-incremental last accuracy: at least {task_aware_gap:.1f} points for every method "
+    f"and seed; adapter-Seq's plasticity minus DMNSP's: {seq_plasticity_gap:+.1f} points"
+)
 assert plasticity.loc["zero-shot CLIP", "mean"] < 50 < 90 < plasticity.loc["adapter-Seq", "mean"]
 assert task_aware_gap > 10
 assert difference(dm, "adapter-Seq", "last_accuracy")["min"] > 0 > difference(dm, "adapter-Seq", "forgetting")["max"]
@@ -388,8 +471,10 @@ assert plasticity.loc[dm, "mean"] - plasticity.loc["frozen", "mean"] > 10
 assert difference(en, "adapter-Seq", "forgetting")["max"] < 0
 assert plasticity.loc[en, "mean"] < plasticity.loc["adapter-Seq", "mean"] - 2
 assert difference(en, "adapter-Seq", "last_accuracy")["mean"] < 1
-assert all(abs(difference(code, "adapter-Seq", m)["mean"]) < difference(code, "adapter-Seq", m)["std"]
-           for m in ("last_accuracy", "forgetting"))
+assert all(
+    abs(difference(code, "adapter-Seq", m)["mean"]) < difference(code, "adapter-Seq", m)["std"]
+    for m in ("last_accuracy", "forgetting")
+)
 
 # %% [markdown]
 # How to read it:
@@ -429,20 +514,27 @@ assert all(abs(difference(code, "adapter-Seq", m)["mean"]) < difference(code, "a
 # on every seed whatever the machine.
 
 # %%
-margin = {m: 2 ** 0.5 * stated_tolerance(m, "dmnsp") * 100 for m in ("last_accuracy", "forgetting")}
+margin = {m: 2**0.5 * stated_tolerance(m, "dmnsp") * 100 for m in ("last_accuracy", "forgetting")}
 firmness = differences.reset_index()
 firmness = firmness[firmness.metric.isin(list(margin))].copy()
-firmness["smallest size over seeds"] = [min(abs(r["min"]), abs(r["max"])) if r["min"] * r["max"] > 0 else 0.0
-                                        for _, r in firmness.iterrows()]
+firmness["smallest size over seeds"] = [
+    min(abs(r["min"]), abs(r["max"])) if r["min"] * r["max"] > 0 else 0.0 for _, r in firmness.iterrows()
+]
 firmness["machine margin"] = firmness.metric.map(margin)
 firmness["clears it on every seed"] = firmness["smallest size over seeds"] > firmness["machine margin"]
-display(firmness.set_index(["minus", "method", "metric"])[["mean", "smallest size over seeds", "machine margin",
-                                                            "clears it on every seed"]].round(1))
+display(
+    firmness.set_index(["minus", "method", "metric"])[
+        ["mean", "smallest size over seeds", "machine margin", "clears it on every seed"]
+    ].round(1)
+)
 firm = firmness[firmness["clears it on every seed"]]
-print("firm on any machine:", "; ".join(f"{r.method} − {r.minus}, {r.metric.replace('_', ' ')} ({r['mean']:+.1f})"
-                                        for _, r in firm.iterrows()) or "none")
+print(
+    "firm on any machine:",
+    "; ".join(f"{r.method} − {r.minus}, {r.metric.replace('_', ' ')} ({r['mean']:+.1f})" for _, r in firm.iterrows())
+    or "none",
+)
 clears = firmness.set_index(["minus", "method", "metric"])["clears it on every seed"]
-assert clears[("frozen", dm, "last_accuracy")] and not clears[("adapter-Seq", dm, "last_accuracy")]   # the text below
+assert clears[("frozen", dm, "last_accuracy")] and not clears[("adapter-Seq", dm, "last_accuracy")]  # the text below
 
 # %% [markdown]
 # The gap to the frozen control in last accuracy is large enough to survive any arithmetic; DMNSP's

@@ -28,15 +28,18 @@
 
 # %% tags=["parameters"]
 seed = 0
-max_tasks = None        # None: all 10 tasks
-run_root = None         # None: the book's run folder, where chapters 3 and 5 leave these runs; resumable
+max_tasks = None  # None: all 10 tasks
+run_root = None  # None: the book's run folder, where chapters 3 and 5 leave these runs; resumable
 
 # %%
 # a mistyped parameter (papermill -p NAME VALUE) stops here instead of being silently ignored
 from nscl.experiment.config import check_parameters
 
-parameters = check_parameters(globals(), {"seed", "max_tasks", "run_root"},
-                              types={"seed": int, "max_tasks": (int, type(None)), "run_root": (str, type(None))})
+parameters = check_parameters(
+    globals(),
+    {"seed", "max_tasks", "run_root"},
+    types={"seed": int, "max_tasks": (int, type(None)), "run_root": (str, type(None))},
+)
 
 # %%
 from pathlib import Path
@@ -53,8 +56,9 @@ from nscl.results.plots import savefig
 
 out = output_dir("06_null_space_atlas")
 nsp2 = nsp2_experiment("tiny", "vit", controls=False).with_run(progress=False, max_tasks=max_tasks)
-dmnsp = dmnsp_experiment("tiny", variants=("paper", "energy-0.985"), joint=False,
-                         record_parameters=True).with_run(progress=False, max_tasks=max_tasks)   # as chapters 4-5
+dmnsp = dmnsp_experiment("tiny", variants=("paper", "energy-0.985"), joint=False, record_parameters=True).with_run(
+    progress=False, max_tasks=max_tasks
+)  # as chapters 4-5
 # the same runs as chapters 3 and 5 (same settings and seed): read back from the book's run folder if they ran
 nsp2_runs = Path(run_root) / "nsp2" if run_root else book_runs(f"nsp2-tiny-vit-{nsp2.benchmark.id}")
 dmnsp_runs = Path(run_root) / "dmnsp" if run_root else book_runs(f"dmnsp-tiny-{dmnsp.benchmark.id}")
@@ -67,8 +71,10 @@ atlas_nsp2 = pd.DataFrame(nsp2_report["atlas"])
 atlas_dmnsp = pd.DataFrame(pooled_report["atlas"])
 atlas_dmnsp = atlas_dmnsp[atlas_dmnsp.tower == "visual"]
 n_tasks = int(atlas_nsp2.task.max()) + 1
-print(f"{n_tasks} tasks; NSP² layers {sorted(int(l) for l in atlas_nsp2.layer.unique())}, "
-      f"DMNSP visual adapter layers {sorted(int(l) for l in atlas_dmnsp.layer.unique())}")
+print(
+    f"{n_tasks} tasks; NSP² layers {sorted(int(l) for l in atlas_nsp2.layer.unique())}, "
+    f"DMNSP visual adapter layers {sorted(int(l) for l in atlas_dmnsp.layer.unique())}"
+)
 
 # %% [markdown]
 # ## 6.1 Spectra and cuts
@@ -77,6 +83,7 @@ print(f"{n_tasks} tasks; NSP² layers {sorted(int(l) for l in atlas_nsp2.layer.u
 # eigenvalue. NSP²'s adaptive rule puts its cut at the knee of the smoothed spectrum (dashed line:
 # the first direction counted as free). DMNSP's energy rule keeps as free the tail holding 1.5% of
 # the energy; each layer's own cut is marked the same way.
+
 
 # %%
 def energy_cut(spectrum: np.ndarray, share: float = 0.985) -> int:
@@ -88,15 +95,17 @@ null_nsp2 = pd.DataFrame(nsp2_report["null_space"])
 picks = sorted({0, n_tasks // 2, n_tasks - 1})
 fig, axes = plt.subplots(2, 4, figsize=(18, 7), sharey="row")
 for col, layer in enumerate(sorted(atlas_nsp2.layer.unique())):
-    for row, (name, frame, kind) in enumerate([("NSP² affinity", atlas_nsp2, "affinity"),
-                                                ("DMNSP input x", atlas_dmnsp, "x")]):
+    for row, (name, frame, kind) in enumerate(
+        [("NSP² affinity", atlas_nsp2, "affinity"), ("DMNSP input x", atlas_dmnsp, "x")]
+    ):
         ax = axes[row, col]
         for t, colour in zip(picks, sns.color_palette("viridis", len(picks))):
             s = frame[(frame.task == t) & (frame.layer == layer) & (frame.kind == kind)].spectrum.iloc[0].numpy()
             ax.semilogy(np.maximum(s / s.max(), 1e-12), color=colour, label=f"after task {t + 1}")
             if kind == "affinity":
-                info = null_nsp2[(null_nsp2.task == t) & (null_nsp2.layer == layer) &
-                                 (null_nsp2.condition == "affinity")].iloc[0]
+                info = null_nsp2[
+                    (null_nsp2.task == t) & (null_nsp2.layer == layer) & (null_nsp2.condition == "affinity")
+                ].iloc[0]
                 cut = info["dim"] - info["null_dim"]
             else:
                 cut = energy_cut(s)
@@ -111,12 +120,26 @@ savefig(fig, out / "spectra.png")
 plt.show()
 
 # %%
-cuts = pd.DataFrame([{"method": "NSP² (adaptive, affinity)", "layer": r.layer + 1, "task": r.task + 1,
-                      "top directions kept for old tasks": r.dim - r.null_dim}
-                     for r in null_nsp2[null_nsp2.condition == "affinity"].itertuples()] +
-                    [{"method": "DMNSP (energy 98.5%, x)", "layer": r.layer + 1, "task": r.task + 1,
-                      "top directions kept for old tasks": energy_cut(r.spectrum.numpy())}
-                     for r in atlas_dmnsp[atlas_dmnsp.kind == "x"].itertuples()])
+cuts = pd.DataFrame(
+    [
+        {
+            "method": "NSP² (adaptive, affinity)",
+            "layer": r.layer + 1,
+            "task": r.task + 1,
+            "top directions kept for old tasks": r.dim - r.null_dim,
+        }
+        for r in null_nsp2[null_nsp2.condition == "affinity"].itertuples()
+    ]
+    + [
+        {
+            "method": "DMNSP (energy 98.5%, x)",
+            "layer": r.layer + 1,
+            "task": r.task + 1,
+            "top directions kept for old tasks": energy_cut(r.spectrum.numpy()),
+        }
+        for r in atlas_dmnsp[atlas_dmnsp.kind == "x"].itertuples()
+    ]
+)
 cuts.pivot_table(index=["method", "layer"], columns="task", values="top directions kept for old tasks")
 
 # %% [markdown]
@@ -132,19 +155,37 @@ cuts.pivot_table(index=["method", "layer"], columns="task", values="top directio
 # projected into (the same for every layer) and each layer's own bottleneck null space for $W_{up}$.
 
 # %%
-room = [{"method": "NSP² affinity", "layer": r.layer + 1, "task": r.task + 1, "free share": r.null_dim / r.dim}
-        for r in null_nsp2[null_nsp2.condition == "affinity"].itertuples()]
-room += [{"method": "NSP² aggregation", "layer": r.layer + 1, "task": r.task + 1, "free share": r.null_dim / r.dim}
-         for r in null_nsp2[null_nsp2.condition == "aggregation"].itertuples()]
+room = [
+    {"method": "NSP² affinity", "layer": r.layer + 1, "task": r.task + 1, "free share": r.null_dim / r.dim}
+    for r in null_nsp2[null_nsp2.condition == "affinity"].itertuples()
+]
+room += [
+    {"method": "NSP² aggregation", "layer": r.layer + 1, "task": r.task + 1, "free share": r.null_dim / r.dim}
+    for r in null_nsp2[null_nsp2.condition == "aggregation"].itertuples()
+]
 dims = pd.DataFrame(pooled_report["null_dims"])
 dims = dims[dims.tower == "visual"]
-room += [{"method": "DMNSP W_down (pooled)", "layer": r.layer + 1, "task": r.task + 1, "free share": r.down / r.dim}
-         for r in dims.itertuples()]
-room += [{"method": "DMNSP W_up", "layer": r.layer + 1, "task": r.task + 1, "free share": r.up / 64}
-         for r in dims.itertuples()]
+room += [
+    {"method": "DMNSP W_down (pooled)", "layer": r.layer + 1, "task": r.task + 1, "free share": r.down / r.dim}
+    for r in dims.itertuples()
+]
+room += [
+    {"method": "DMNSP W_up", "layer": r.layer + 1, "task": r.task + 1, "free share": r.up / 64}
+    for r in dims.itertuples()
+]
 room = pd.DataFrame(room)
-grid = sns.relplot(data=room, x="task", y="free share", hue="layer", col="method", kind="line", marker="o",
-                   palette="viridis", height=3.2, aspect=1.1)
+grid = sns.relplot(
+    data=room,
+    x="task",
+    y="free share",
+    hue="layer",
+    col="method",
+    kind="line",
+    marker="o",
+    palette="viridis",
+    height=3.2,
+    aspect=1.1,
+)
 grid.set_axis_labels("after task", "free dimensions / total")
 grid.savefig(out / "room.png")
 plt.show()
@@ -159,21 +200,35 @@ room.pivot_table(index=["method", "layer"], columns="task", values="free share")
 # $\lVert U_i^\top U_j \rVert_F^2 / 8$, the mean squared cosine of the principal angles (1: the
 # same subspace; $8/D$ is what two random 8-dimensional subspaces would share on average).
 
+
 # %%
 def overlap_matrix(frame: pd.DataFrame, kind: str, layer: int) -> np.ndarray:
-    bases = [frame[(frame.task == t) & (frame.layer == layer) & (frame.kind == kind)].task_basis.iloc[0]
-             for t in range(n_tasks)]
+    bases = [
+        frame[(frame.task == t) & (frame.layer == layer) & (frame.kind == kind)].task_basis.iloc[0]
+        for t in range(n_tasks)
+    ]
     return np.array([[subspace_overlap(a, b) for b in bases] for a in bases])
 
 
 last_nsp2, last_dmnsp = atlas_nsp2.layer.max(), atlas_dmnsp.layer.max()
-overlaps = {"NSP² affinity": overlap_matrix(atlas_nsp2, "affinity", last_nsp2),
-            "DMNSP input x": overlap_matrix(atlas_dmnsp, "x", last_dmnsp)}
+overlaps = {
+    "NSP² affinity": overlap_matrix(atlas_nsp2, "affinity", last_nsp2),
+    "DMNSP input x": overlap_matrix(atlas_dmnsp, "x", last_dmnsp),
+}
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
 for ax, (name, matrix) in zip(axes, overlaps.items()):
-    sns.heatmap(matrix, ax=ax, vmin=0, vmax=1, cmap="mako", annot=n_tasks <= 10, fmt=".2f",
-                xticklabels=range(1, n_tasks + 1), yticklabels=range(1, n_tasks + 1),
-                cbar_kws={"label": "overlap of top-8 subspaces"})
+    sns.heatmap(
+        matrix,
+        ax=ax,
+        vmin=0,
+        vmax=1,
+        cmap="mako",
+        annot=n_tasks <= 10,
+        fmt=".2f",
+        xticklabels=range(1, n_tasks + 1),
+        yticklabels=range(1, n_tasks + 1),
+        cbar_kws={"label": "overlap of top-8 subspaces"},
+    )
     ax.set_title(f"{name}, last layer: task i vs task j")
     ax.set_xlabel("task j")
     ax.set_ylabel("task i")
@@ -183,9 +238,11 @@ plt.show()
 dim = atlas_nsp2.spectrum.iloc[0].numel()
 for name, matrix in overlaps.items():
     off = matrix[~np.eye(n_tasks, dtype=bool)]
-    print(f"{name}: mean overlap between different tasks {off.mean():.2f} (min {off.min():.2f}); "
-          f"random 8-dim subspaces of R^{dim}: {8 / dim:.2f}")
-    assert off.mean() > 5 * 8 / dim   # "far above" random, the text below
+    print(
+        f"{name}: mean overlap between different tasks {off.mean():.2f} (min {off.min():.2f}); "
+        f"random 8-dim subspaces of R^{dim}: {8 / dim:.2f}"
+    )
+    assert off.mean() > 5 * 8 / dim  # "far above" random, the text below
 
 # %% [markdown]
 # The printed means are far above what random subspaces would share: the tasks' dominant feature
@@ -200,6 +257,7 @@ for name, matrix in overlaps.items():
 # intersection is what none of them removes. Below, the rank of $W_{down}$'s common null space under
 # the two rules, and, for the intersection, how many directions the layers remove in total.
 
+
 # %%
 def down_rank(report: dict) -> pd.Series:
     d = pd.DataFrame(report["null_dims"])
@@ -208,9 +266,13 @@ def down_rank(report: dict) -> pd.Series:
 
 
 removed = atlas_dmnsp[atlas_dmnsp.kind == "x"].assign(k=lambda f: f.spectrum.map(lambda s: energy_cut(s.numpy())))
-summary = pd.DataFrame({"W_down rank, intersection": down_rank(intersect_report),
-                        "W_down rank, pooled": down_rank(pooled_report),
-                        "directions removed, summed over layers": removed.groupby("task").k.sum()})
+summary = pd.DataFrame(
+    {
+        "W_down rank, intersection": down_rank(intersect_report),
+        "W_down rank, pooled": down_rank(pooled_report),
+        "directions removed, summed over layers": removed.groupby("task").k.sum(),
+    }
+)
 summary.index = summary.index + 1
 print(f"dimension of x: {dim}")
 display(summary)
@@ -233,9 +295,11 @@ assert (summary["W_down rank, intersection"] == 0).all() and summary["W_down ran
 matrices5 = pd.read_csv(repo_root() / "benchmarks" / "results" / "dmnsp_tiny_3seeds_accuracy.csv")
 diagonal5 = matrices5[matrices5.train_task == matrices5.eval_task]
 plasticity5 = diagonal5.groupby(["method", "seed"]).accuracy_task_aware.mean().groupby("method").mean() * 100
-print(f"plasticity over three seeds (task-aware diagonal, chapter 5): DMNSP {plasticity5['DMNSP']:.1f}%, "
-      f"adapter-Seq {plasticity5['adapter-Seq']:.1f}%")
-assert abs(plasticity5["adapter-Seq"] - plasticity5["DMNSP"]) < 1.5   # "nearly as well", the summary below
+print(
+    f"plasticity over three seeds (task-aware diagonal, chapter 5): DMNSP {plasticity5['DMNSP']:.1f}%, "
+    f"adapter-Seq {plasticity5['adapter-Seq']:.1f}%"
+)
+assert abs(plasticity5["adapter-Seq"] - plasticity5["DMNSP"]) < 1.5  # "nearly as well", the summary below
 
 # %% [markdown]
 # ## Summary

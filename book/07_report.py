@@ -34,7 +34,7 @@
 # with the std left out when a method has one seed.
 
 # %% tags=["parameters"]
-run_root = "benchmarks/results/tiny_grid"   # the runs to report on (relative: from the repository root)
+run_root = "benchmarks/results/tiny_grid"  # the runs to report on (relative: from the repository root)
 
 # %%
 from nscl.experiment.config import check_parameters
@@ -52,16 +52,18 @@ from nscl.results import collect, report
 from nscl.results.plots import plot_accuracy_matrix, plot_step_accuracies, savefig
 from nscl.results.tables import method_order, step_curves
 
-root = collect.resolve_run_root(run_root)   # a missing root is an error that says how to make one
+root = collect.resolve_run_root(run_root)  # a missing root is an error that says how to make one
 out = output_dir("07_report")
 for stale in [*out.glob("table_*.csv"), *out.glob("accuracy_matrices_*.png"), out / "adam_moments.csv"]:
-    stale.unlink(missing_ok=True)   # a root reported earlier may have had other benchmarks
+    stale.unlink(missing_ok=True)  # a root reported earlier may have had other benchmarks
 runs = collect.load_runs(root)
 accuracy = collect.load_accuracy(runs)
 runs.drop(columns="run_dir").to_csv(out / "runs.csv", index=False)
-shown_root = root.relative_to(repo_root()) if root.is_relative_to(repo_root()) else root   # no machine paths
-print(f"{len(runs)} runs under {shown_root}: {runs.method.nunique()} methods, {runs.benchmark.nunique()} benchmarks, "
-      f"seeds {sorted(int(s) for s in runs.seed.unique())}")
+shown_root = root.relative_to(repo_root()) if root.is_relative_to(repo_root()) else root  # no machine paths
+print(
+    f"{len(runs)} runs under {shown_root}: {runs.method.nunique()} methods, {runs.benchmark.nunique()} benchmarks, "
+    f"seeds {sorted(int(s) for s in runs.seed.unique())}"
+)
 
 # %% [markdown]
 # ## 7.1 What a run root holds
@@ -138,7 +140,7 @@ for benchmark, tasks_done in collect.groups(runs):
     for ax, method in zip(axes.flat, shown):
         matrix = report.mean_matrix(accuracy, benchmark, tasks_done, method)
         plot_accuracy_matrix(ax, matrix, title=method, annotate=len(matrix) <= 5)
-    for ax in axes.flat[len(shown):]:
+    for ax in axes.flat[len(shown) :]:
         ax.set_visible(False)
     fig.suptitle(f"{benchmark}: mean accuracy matrix over seeds, {tasks_done} tasks")
     fig.tight_layout()
@@ -157,9 +159,10 @@ curves = step_curves(accuracy)
 curves.to_csv(out / "step_accuracies.csv", index=False)
 panels = collect.groups(runs)
 cols = min(2, len(panels))
-fig, axes = plt.subplots(-(-len(panels) // cols), cols, figsize=(6.5 * cols, 4.2 * -(-len(panels) // cols)),
-                         squeeze=False)
-for ax in axes.flat[len(panels):]:
+fig, axes = plt.subplots(
+    -(-len(panels) // cols), cols, figsize=(6.5 * cols, 4.2 * -(-len(panels) // cols)), squeeze=False
+)
+for ax in axes.flat[len(panels) :]:
     ax.set_visible(False)
 for ax, (benchmark, tasks_done) in zip(axes.flat, panels):
     mine = curves[(curves.benchmark == benchmark) & (curves.tasks_done == tasks_done)]
@@ -180,14 +183,21 @@ plt.show()
 
 # %%
 diagonal = accuracy[accuracy.train_task == accuracy.eval_task]
-plasticity = (diagonal.groupby(["benchmark", "tasks_done", "method", "seed"])[["accuracy", "accuracy_task_aware"]]
-              .mean().groupby(["benchmark", "tasks_done", "method"]).mean() * 100)
+plasticity = (
+    diagonal.groupby(["benchmark", "tasks_done", "method", "seed"])[["accuracy", "accuracy_task_aware"]]
+    .mean()
+    .groupby(["benchmark", "tasks_done", "method"])
+    .mean()
+    * 100
+)
 plasticity.columns = ["class-incremental diagonal", "task-aware diagonal"]
 plasticity["gap"] = plasticity["task-aware diagonal"] - plasticity["class-incremental diagonal"]
 plasticity.to_csv(out / "plasticity.csv")
 for (benchmark, _, method), row in plasticity[plasticity.gap > 50].iterrows():
-    print(f"{method} on {benchmark}: task-aware {row['task-aware diagonal']:.1f}% but class-incremental "
-          f"{row['class-incremental diagonal']:.1f}% right after learning each task")
+    print(
+        f"{method} on {benchmark}: task-aware {row['task-aware diagonal']:.1f}% but class-incremental "
+        f"{row['class-incremental diagonal']:.1f}% right after learning each task"
+    )
 plasticity.round(1)
 
 # %% [markdown]
@@ -213,9 +223,19 @@ plasticity.round(1)
 # %%
 cross = report.cross_method_table(runs)
 cross.to_csv(out / "cross_method.csv", index=False)
-shown_columns = ["protocol", "tasks", "metric", "NSP² method", "DMNSP method", "NSP²", "DMNSP",
-                 "NSP² − DMNSP (means)", "NSP² − DMNSP (paired)", "NSP² − its Seq (paired)",
-                 "DMNSP − adapter-Seq (paired)"]
+shown_columns = [
+    "protocol",
+    "tasks",
+    "metric",
+    "NSP² method",
+    "DMNSP method",
+    "NSP²",
+    "DMNSP",
+    "NSP² − DMNSP (means)",
+    "NSP² − DMNSP (paired)",
+    "NSP² − its Seq (paired)",
+    "DMNSP − adapter-Seq (paired)",
+]
 if len(cross):
     display(cross[shown_columns].set_index(["protocol", "tasks", "metric"]))
 else:
@@ -248,9 +268,11 @@ if len(moments):
     worst = moments.groupby(keys).share_nonfinite_exp_avg_sq.max().rename("largest non-finite share")
     unmoved = moments.pivot_table(index=keys, columns="task", values="share_unchanged", aggfunc="mean")
     unmoved.columns = [f"unmoved after task {t + 1}" for t in unmoved.columns]
-    print(f"runs with a record: {moments.groupby(['method', 'benchmark', 'seed']).ngroups}; "
-          f"non-finite second-moment entries in {int((moments.share_nonfinite_exp_avg_sq > 0).sum())} "
-          f"of {len(moments)} (run, task, weight) records")
+    print(
+        f"runs with a record: {moments.groupby(['method', 'benchmark', 'seed']).ngroups}; "
+        f"non-finite second-moment entries in {int((moments.share_nonfinite_exp_avg_sq > 0).sum())} "
+        f"of {len(moments)} (run, task, weight) records"
+    )
     display(pd.concat([worst, unmoved], axis=1).round(3))
 else:
     print("no run under this root recorded DMNSP's optimiser state (report.pt)")
@@ -287,11 +309,14 @@ from nscl.results.reproducibility import MACHINE_SPREAD_CSV, machine_gaps, machi
 
 spread_runs = pd.read_csv(MACHINE_SPREAD_CSV)
 profiles = spread_runs.groupby("profile", sort=False).agg(
-    kernels=("capability", "first"), threads=("threads", "first"),
-    seeds=("seed", lambda s: " ".join(map(str, sorted(set(s))))), runs=("method", "size"),
-    largest_parameter_gap=("parameter_gap", "max"))
+    kernels=("capability", "first"),
+    threads=("threads", "first"),
+    seeds=("seed", lambda s: " ".join(map(str, sorted(set(s))))),
+    runs=("method", "size"),
+    largest_parameter_gap=("parameter_gap", "max"),
+)
 display(profiles.round({"largest_parameter_gap": 7}))
-assert (profiles.drop(index="native").largest_parameter_gap > 0).all()   # "really computes other numbers"
+assert (profiles.drop(index="native").largest_parameter_gap > 0).all()  # "really computes other numbers"
 
 # %% [markdown]
 # The last column is the largest relative difference between a trained parameter of a run (prompts
@@ -311,11 +336,16 @@ gaps = machine_gaps(spread_runs, checked)
 rows = []
 for (family, metric), part in gaps.groupby(["family", "metric"], sort=False):
     seed_std = shown.xs((family, metric), level=("family", "metric"))["seed std"]
-    rows.append({"runs of": {"nsp2": "chapter 3 (NSP²)", "dmnsp": "chapter 5 (DMNSP)"}[family],
-                 "metric": metric.replace("_", " "), "median seed std": seed_std[seed_std > 0].median(),
-                 "machine gap, RMS": float((part.gap ** 2).mean() ** 0.5) * 100,
-                 "largest machine gap": part.gap.max() * 100,
-                 "stated tolerance": stated_tolerance(metric, family) * 100})
+    rows.append(
+        {
+            "runs of": {"nsp2": "chapter 3 (NSP²)", "dmnsp": "chapter 5 (DMNSP)"}[family],
+            "metric": metric.replace("_", " "),
+            "median seed std": seed_std[seed_std > 0].median(),
+            "machine gap, RMS": float((part.gap**2).mean() ** 0.5) * 100,
+            "largest machine gap": part.gap.max() * 100,
+            "stated tolerance": stated_tolerance(metric, family) * 100,
+        }
+    )
 reproducibility = pd.DataFrame(rows).set_index(["runs of", "metric"])
 reproducibility.to_csv(out / "reproducibility.csv")
 reproducibility.round(2)
@@ -324,7 +354,8 @@ reproducibility.round(2)
 fig, axes = plt.subplots(1, len(checked), figsize=(11, 4.2))
 for ax, metric in zip(axes, checked):
     part = gaps[gaps.metric == metric].merge(
-        shown.xs(metric, level="metric")["seed std"].reset_index(), on=["family", "method"])
+        shown.xs(metric, level="metric")["seed std"].reset_index(), on=["family", "method"]
+    )
     part["gap"] *= 100
     sns.scatterplot(data=part, x="seed std", y="gap", hue="profile", style="family", ax=ax, s=45)
     top = max(part["seed std"].max(), part["gap"].max(), 1.0) * 1.1
@@ -342,15 +373,19 @@ plt.show()
 ratio = (reproducibility["machine gap, RMS"] / reproducibility["median seed std"]).rename("RMS gap / seed std")
 display(ratio.round(2).to_frame())
 for (runs_of, metric), row in reproducibility.iterrows():
-    print(f"{runs_of}, {metric}: machine gap RMS {row['machine gap, RMS']:.2f}, largest {row['largest machine gap']:.2f}; "
-          f"seed std (median over methods) {row['median seed std']:.2f}; stated tolerance ±{row['stated tolerance']:.1f} points")
+    print(
+        f"{runs_of}, {metric}: machine gap RMS {row['machine gap, RMS']:.2f}, largest {row['largest machine gap']:.2f}; "
+        f"seed std (median over methods) {row['median seed std']:.2f}; stated tolerance ±{row['stated tolerance']:.1f} points"
+    )
 # the reading below, on the committed measurement
 assert (ratio.xs("chapter 3 (NSP²)", level="runs of") < 0.2).all()
 assert (ratio.xs("chapter 5 (DMNSP)", level="runs of") > 0.2).all()
 parameter_gap = spread_runs[spread_runs.profile != "native"].groupby("family").parameter_gap.max()
-print(f"largest relative gap of a trained parameter on an emulated machine: NSP² {parameter_gap['nsp2']:.1e}, "
-      f"DMNSP {parameter_gap['dmnsp']:.2f}")
-assert parameter_gap["nsp2"] < 1e-3 and parameter_gap["dmnsp"] > 0.1   # "parts in ten thousand", "their own size"
+print(
+    f"largest relative gap of a trained parameter on an emulated machine: NSP² {parameter_gap['nsp2']:.1e}, "
+    f"DMNSP {parameter_gap['dmnsp']:.2f}"
+)
+assert parameter_gap["nsp2"] < 1e-3 and parameter_gap["dmnsp"] > 0.1  # "parts in ten thousand", "their own size"
 
 # %% [markdown]
 # The two kinds of run answer differently. Chapter 3's prompt-tuned ViT all but ignores the

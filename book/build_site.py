@@ -100,16 +100,19 @@ def check_notebook(path: Path) -> None:
         sys.exit(f"build_site: {path} has no executed code cell: run `make execute` first")
 
 
-def assemble(executed: Path, out: Path, *, allow_missing: bool = False,
-             node_modules: Path = ROOT / "node_modules") -> list[str]:
+def assemble(
+    executed: Path, out: Path, *, allow_missing: bool = False, node_modules: Path = ROOT / "node_modules"
+) -> list[str]:
     chapters: list[str] = []
     missing: list[str] = []
     for src in chapter_sources():
         nb = executed / f"{src.stem}.ipynb"
         (chapters if nb.is_file() else missing).append(src.stem)
     if missing and not allow_missing:
-        sys.exit(f"build_site: no executed notebook in {executed} for {', '.join(missing)}: "
-                 "run `make execute` (or `make book`) first")
+        sys.exit(
+            f"build_site: no executed notebook in {executed} for {', '.join(missing)}: "
+            "run `make execute` (or `make book`) first"
+        )
     for name in missing:
         print(f"build_site: warning: {name} has no executed notebook; left out", file=sys.stderr)
     if not chapters:
@@ -129,8 +132,11 @@ def assemble(executed: Path, out: Path, *, allow_missing: bool = False,
     copy_mathjax(node_modules, out / "_assets")
     (out / "_toc.yml").write_text(toc_yaml(chapters), encoding="utf-8")
     jb = Path(sys.executable).with_name("jupyter-book")
-    subprocess.run([str(jb) if jb.exists() else "jupyter-book", "config", "sphinx", str(out)],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(jb) if jb.exists() else "jupyter-book", "config", "sphinx", str(out)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     with (out / "conf.py").open("a", encoding="utf-8") as conf:
         conf.write(CONF_EXTRA)
     return chapters
@@ -140,8 +146,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--executed", type=Path, default=ROOT / "build" / "executed")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "site-src")
-    parser.add_argument("--allow-missing", action="store_true",
-                        help="leave out chapters with no executed notebook instead of failing")
+    parser.add_argument(
+        "--allow-missing", action="store_true", help="leave out chapters with no executed notebook instead of failing"
+    )
     args = parser.parse_args(argv)
     chapters = assemble(args.executed, args.out, allow_missing=args.allow_missing)
     print(f"build_site: {args.out} with {len(chapters)} chapters: {', '.join(chapters)}")

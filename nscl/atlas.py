@@ -30,12 +30,25 @@ def subspace_overlap(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double().T @ b.double()).square().sum() / min(a.shape[1], b.shape[1]))
 
 
-def atlas_rows(task: int, kind: str, task_matrices: list[torch.Tensor], accumulated: list[torch.Tensor],
-               layers: list[int] | tuple[int, ...], k: int = 8) -> list[dict]:
+def atlas_rows(
+    task: int,
+    kind: str,
+    task_matrices: list[torch.Tensor],
+    accumulated: list[torch.Tensor],
+    layers: list[int] | tuple[int, ...],
+    k: int = 8,
+) -> list[dict]:
     """One row per layer: the accumulated spectrum (descending) and the task's own top-k basis."""
     rows = []
     for layer, own, total in zip(layers, task_matrices, accumulated):
         spectrum = torch.linalg.eigvalsh(total.double()).flip(0).clamp_min(0.0)
-        rows.append({"task": task, "layer": layer, "kind": kind, "spectrum": spectrum.float().cpu(),
-                     "task_basis": top_basis(own, min(k, own.shape[0])).float().cpu()})
+        rows.append(
+            {
+                "task": task,
+                "layer": layer,
+                "kind": kind,
+                "spectrum": spectrum.float().cpu(),
+                "task_basis": top_basis(own, min(k, own.shape[0])).float().cpu(),
+            }
+        )
     return rows

@@ -49,6 +49,7 @@ def _scalar(kind: Any, optional: bool):
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
         return text
+
     parse.__name__ = getattr(kind, "__name__", "value")
     return parse
 
@@ -97,23 +98,30 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] = 
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
         elif origin is tuple:
             element = typing.get_args(base)[0]
-            group.add_argument(flag, nargs="+", type=_scalar(element, optional), metavar=describe_type(element).upper(),
-                               **common)
+            group.add_argument(
+                flag, nargs="+", type=_scalar(element, optional), metavar=describe_type(element).upper(), **common
+            )
         elif origin is dict or base is dict:
             group.add_argument(flag, nargs="+", type=_key_value, metavar="KEY=VALUE", **common)
         else:
             kind = base if base in (int, float) else str
             choices = _choices(f) or (typing.get_args(base) if origin is Literal else None)
-            metavar = "{" + ",".join(map(str, choices)) + "}" if choices and len(choices) <= 4 else \
-                describe_type(kind).upper()
+            metavar = (
+                "{" + ",".join(map(str, choices)) + "}"
+                if choices and len(choices) <= 4
+                else describe_type(kind).upper()
+            )
             group.add_argument(flag, type=_scalar(kind, optional), metavar=metavar, **common)
 
 
 def _config_values(args: argparse.Namespace, skip: Sequence[str] = ()) -> dict:
     """The file's values (if --config) with the options given on the line on top."""
     values = read_config_file(args.config) if getattr(args, "config", None) else {}
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(ExperimentConfig)
-             if hasattr(args, f.name) and f.name not in skip}
+    given = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(ExperimentConfig)
+        if hasattr(args, f.name) and f.name not in skip
+    }
     for name, value in list(given.items()):
         if isinstance(value, list) and value == [None]:
             given[name] = None
@@ -123,58 +131,101 @@ def _config_values(args: argparse.Namespace, skip: Sequence[str] = ()) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m nscl", description="Null-space continual learning: run an "
-                                     "experiment, a grid of them on Ray, or report on finished runs.")
+    parser = argparse.ArgumentParser(
+        prog="python -m nscl",
+        description="Null-space continual learning: run an "
+        "experiment, a grid of them on Ray, or report on finished runs.",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="{run,sweep,report,artifacts}")
 
-    run = commands.add_parser("run", allow_abbrev=False, help="one experiment (a method family on a benchmark, every seed), resumable",
-                              description="Run one experiment: the selected methods of a preset for every seed, "
-                                          "checkpointed under run_root/<method label>/seed<k> (run again to resume).",
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("--config", metavar="FILE", help="TOML / YAML / JSON file with ExperimentConfig fields "
-                                                      "(options given here win)")
+    run = commands.add_parser(
+        "run",
+        allow_abbrev=False,
+        help="one experiment (a method family on a benchmark, every seed), resumable",
+        description="Run one experiment: the selected methods of a preset for every seed, "
+        "checkpointed under run_root/<method label>/seed<k> (run again to resume).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument(
+        "--config", metavar="FILE", help="TOML / YAML / JSON file with ExperimentConfig fields (options given here win)"
+    )
     run.add_argument("--dry-run", action="store_true", help="validate and print the config, run nothing")
     add_config_arguments(run)
 
-    sweep = commands.add_parser("sweep", allow_abbrev=False, help="methods x benchmarks x seeds, each a resumable run, on Ray",
-                                description="Expand methods x benchmarks x seeds and run each point as a resumable "
-                                            "run in run_root/<method>/<benchmark>/seed<k>, on Ray (local unless "
-                                            "--address). Finished points are skipped, unfinished ones resumed; a "
-                                            "failing point is reported and does not stop the others.")
-    sweep.add_argument("--config", metavar="FILE", help="TOML / YAML / JSON file: ExperimentConfig fields shared by "
-                                                        "every point, and optionally methods, benchmarks, seeds")
+    sweep = commands.add_parser(
+        "sweep",
+        allow_abbrev=False,
+        help="methods x benchmarks x seeds, each a resumable run, on Ray",
+        description="Expand methods x benchmarks x seeds and run each point as a resumable "
+        "run in run_root/<method>/<benchmark>/seed<k>, on Ray (local unless "
+        "--address). Finished points are skipped, unfinished ones resumed; a "
+        "failing point is reported and does not stop the others.",
+    )
+    sweep.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML / YAML / JSON file: ExperimentConfig fields shared by "
+        "every point, and optionally methods, benchmarks, seeds",
+    )
     sweep.add_argument("--methods", nargs="+", metavar="METHOD", help="method families [accepted: nsp2, dmnsp]")
-    sweep.add_argument("--benchmarks", nargs="+", metavar="BENCHMARK",
-                       help="benchmark ids (default: each method's preset default)")
+    sweep.add_argument(
+        "--benchmarks", nargs="+", metavar="BENCHMARK", help="benchmark ids (default: each method's preset default)"
+    )
     sweep.add_argument("--seeds", nargs="+", type=int, metavar="INT", help="seeds (default: 0)")
-    sweep.add_argument("--run-root", dest="run_root", metavar="DIR",
-                       help="root of the grid's run directories (default: $NSCL_OUTPUT/sweeps/<preset>)")
-    sweep.add_argument("--address", metavar="ADDR", help="Ray cluster address ('auto', 'host:port', "
-                                                        "'ray://host:10001'); default: a local Ray")
-    sweep.add_argument("--backend", choices=("auto", "ray", "local"), default="auto",
-                       help="'ray', 'local' (sequential, no Ray) or 'auto' (Ray when installed) [default: auto]")
-    sweep.add_argument("--num-cpus", dest="num_cpus", type=int, metavar="N",
-                       help="CPU slots of the local Ray (default: all cores); one point per slot without GPUs")
+    sweep.add_argument(
+        "--run-root",
+        dest="run_root",
+        metavar="DIR",
+        help="root of the grid's run directories (default: $NSCL_OUTPUT/sweeps/<preset>)",
+    )
+    sweep.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="Ray cluster address ('auto', 'host:port', 'ray://host:10001'); default: a local Ray",
+    )
+    sweep.add_argument(
+        "--backend",
+        choices=("auto", "ray", "local"),
+        default="auto",
+        help="'ray', 'local' (sequential, no Ray) or 'auto' (Ray when installed) [default: auto]",
+    )
+    sweep.add_argument(
+        "--num-cpus",
+        dest="num_cpus",
+        type=int,
+        metavar="N",
+        help="CPU slots of the local Ray (default: all cores); one point per slot without GPUs",
+    )
     sweep.add_argument("--dry-run", action="store_true", help="validate and list the points, run nothing")
     add_config_arguments(sweep, skip=_SWEEP_GRID)
 
-    report = commands.add_parser("report", help="mean ± std tables of the runs under a root",
-                                 description="Gather every run directory under RUN_ROOT (metrics.json with its "
-                                             "run.json / config.json) into mean ± std tables per benchmark and "
-                                             "method (nscl.results.tables.summary_table), and list failed sweep points.")
+    report = commands.add_parser(
+        "report",
+        help="mean ± std tables of the runs under a root",
+        description="Gather every run directory under RUN_ROOT (metrics.json with its "
+        "run.json / config.json) into mean ± std tables per benchmark and "
+        "method (nscl.results.tables.summary_table), and list failed sweep points.",
+    )
     report.add_argument("run_root", metavar="RUN_ROOT")
     report.add_argument("--csv", metavar="FILE", help="also write one row per run to this CSV")
 
     artifacts = commands.add_parser(
-        "artifacts", help="verify (or rebuild) the shipped tiny backbones and shapes100 checksums",
+        "artifacts",
+        help="verify (or rebuild) the shipped tiny backbones and shapes100 checksums",
         description="verify: check the shipped tiny backbones' files against their checksums and render the standard "
-                    "shapes100 sets here, comparing them byte for byte with the shipped checksums (does this machine "
-                    "start from the same point as the committed results?). build: pretrain the tiny backbones on this "
-                    "machine and record them and the data checksums as the shipped artifacts (every committed result "
-                    "must then be recomputed).")
+        "shapes100 sets here, comparing them byte for byte with the shipped checksums (does this machine "
+        "start from the same point as the committed results?). build: pretrain the tiny backbones on this "
+        "machine and record them and the data checksums as the shipped artifacts (every committed result "
+        "must then be recomputed).",
+    )
     artifacts.add_argument("action", choices=("verify", "build"))
-    artifacts.add_argument("--only", nargs="+", choices=("vit", "clip", "shapes"), default=["vit", "clip", "shapes"],
-                           help="which artifacts [default: all]")
+    artifacts.add_argument(
+        "--only",
+        nargs="+",
+        choices=("vit", "clip", "shapes"),
+        default=["vit", "clip", "shapes"],
+        help="which artifacts [default: all]",
+    )
     parser.set_defaults(_parsers={"run": run, "sweep": sweep, "report": report, "artifacts": artifacts})
     return parser
 
@@ -212,8 +263,11 @@ def _cmd_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     try:
         values = _config_values(args, skip=_SWEEP_GRID)
         methods = args.methods or values.pop("methods", None) or ([values["method"]] if "method" in values else None)
-        benchmarks = args.benchmarks or values.pop("benchmarks", None) or \
-            ([values["benchmark"]] if values.get("benchmark") else [None])
+        benchmarks = (
+            args.benchmarks
+            or values.pop("benchmarks", None)
+            or ([values["benchmark"]] if values.get("benchmark") else [None])
+        )
         seeds = args.seeds or values.get("seeds") or [0]
         run_root = args.run_root or values.get("run_root")
         for key in ("methods", "benchmarks"):
@@ -277,18 +331,22 @@ def _cmd_artifacts(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         if "shapes" in args.only:
             print(f"shapes100 checksums: {record_checksums(standard_set_checksums())}")
         for name, entry in tiny.build_shipped_weights(backbones).items():
-            print(f"tiny-{name}: {entry['file']} ({entry['bytes'] / 2**20:.1f} MiB), identity {entry['identity']}, "
-                  f"final loss {entry['stats']['final_loss']:.3f}, {entry['stats']['seconds']:.0f} s on {entry['made_on']}")
+            print(
+                f"tiny-{name}: {entry['file']} ({entry['bytes'] / 2**20:.1f} MiB), identity {entry['identity']}, "
+                f"final loss {entry['stats']['final_loss']:.3f}, {entry['stats']['seconds']:.0f} s on {entry['made_on']}"
+            )
         return 0
     failures = 0
     for name in backbones:
         config = tiny.TINY_PRETRAIN[name]
-        shipped = load_shipped(f"tiny-{name}", tiny.pretraining_key(name, config))   # raises on a damaged file
+        shipped = load_shipped(f"tiny-{name}", tiny.pretraining_key(name, config))  # raises on a damaged file
         if shipped is None:
             failures += 1
-            print(f"tiny-{name}: no shipped weights for the current recipe (key {tiny.pretraining_key(name, config)}); "
-                  f"the manifest has {read_manifest().get(f'tiny-{name}', {}).get('key', 'none')}: run `python -m nscl "
-                  f"artifacts build` and recompute the committed results")
+            print(
+                f"tiny-{name}: no shipped weights for the current recipe (key {tiny.pretraining_key(name, config)}); "
+                f"the manifest has {read_manifest().get(f'tiny-{name}', {}).get('key', 'none')}: run `python -m nscl "
+                f"artifacts build` and recompute the committed results"
+            )
         else:
             print(f"tiny-{name}: shipped file matches its checksum, identity {shipped[1].identity}")
     if "shapes" in args.only:

@@ -97,12 +97,19 @@ class ContinualMetrics:
     backward_transfer: float
 
     def as_dict(self) -> dict[str, float]:
-        return dict(last_accuracy=self.last_accuracy,
-                    average_incremental_accuracy=self.average_incremental_accuracy,
-                    forgetting=self.forgetting, backward_transfer=self.backward_transfer)
+        return dict(
+            last_accuracy=self.last_accuracy,
+            average_incremental_accuracy=self.average_incremental_accuracy,
+            forgetting=self.forgetting,
+            backward_transfer=self.backward_transfer,
+        )
 
 
 def summarize(acc: np.ndarray, task_sizes: np.ndarray | None = None) -> ContinualMetrics:
     """All four metrics of a finished (square, lower-triangular) accuracy matrix."""
-    return ContinualMetrics(last_accuracy(acc, task_sizes), average_incremental_accuracy(acc, task_sizes),
-                            forgetting(acc), backward_transfer(acc))
+    return ContinualMetrics(
+        last_accuracy(acc, task_sizes),
+        average_incremental_accuracy(acc, task_sizes),
+        forgetting(acc),
+        backward_transfer(acc),
+    )

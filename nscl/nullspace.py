@@ -68,8 +68,13 @@ class CovarianceAccumulator:
     `matrix` is the accumulated matrix over finished tasks.
     """
 
-    def __init__(self, dim: int, within_task: WithinTask = "sum", across_tasks: AcrossTasks = "sum",
-                 device: torch.device | str | None = None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        within_task: WithinTask = "sum",
+        across_tasks: AcrossTasks = "sum",
+        device: torch.device | str | None = None,
+    ) -> None:
         if within_task not in ("sum", "batch_mean", "mean"):
             raise ValueError(f"within_task={within_task!r}: expected 'sum', 'batch_mean' or 'mean'")
         if across_tasks not in ("sum", "mean"):
@@ -123,9 +128,16 @@ class CovarianceAccumulator:
         return self._task
 
     def state_dict(self) -> dict:
-        return {"dim": self.dim, "within_task": self.within_task, "across_tasks": self.across_tasks,
-                "task": self._task.cpu(), "task_rows": self._task_rows, "total": self._total.cpu(),
-                "total_samples": self._total_samples, "n_tasks": self.n_tasks}
+        return {
+            "dim": self.dim,
+            "within_task": self.within_task,
+            "across_tasks": self.across_tasks,
+            "task": self._task.cpu(),
+            "task_rows": self._task_rows,
+            "total": self._total.cpu(),
+            "total_samples": self._total_samples,
+            "n_tasks": self.n_tasks,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if state["dim"] != self.dim:
@@ -184,7 +196,7 @@ class NullSpaceInfo:
 
 @dataclass(frozen=True)
 class NullSpace:
-    basis: torch.Tensor          # (d, k) orthonormal columns spanning the approximate null space
+    basis: torch.Tensor  # (d, k) orthonormal columns spanning the approximate null space
     singular_values: torch.Tensor  # (d,) descending
     info: NullSpaceInfo
 
@@ -260,8 +272,9 @@ def null_space_basis(cov: torch.Tensor, rule: NullSpaceRule) -> NullSpace:
     total = float(s.sum())
     kept = float(s[mask].sum())
     threshold = float(s[mask].max()) if bool(mask.any()) else float("nan")
-    info = NullSpaceInfo(dim=s.numel(), null_dim=int(mask.sum()),
-                         captured_energy=kept / total if total > 0 else 0.0, threshold=threshold)
+    info = NullSpaceInfo(
+        dim=s.numel(), null_dim=int(mask.sum()), captured_energy=kept / total if total > 0 else 0.0, threshold=threshold
+    )
     return NullSpace(basis=u[:, mask], singular_values=s, info=info)
 
 
@@ -273,9 +286,14 @@ def mix_with_identity(projector: torch.Tensor, eta: float) -> torch.Tensor:
     return eta * projector + (1.0 - eta) * eye
 
 
-def null_space_projector(cov: torch.Tensor, rule: NullSpaceRule, eta: float = 1.0,
-                         normalize: bool = False, dtype: torch.dtype = torch.float32,
-                         name: str = "") -> tuple[torch.Tensor, NullSpaceInfo]:
+def null_space_projector(
+    cov: torch.Tensor,
+    rule: NullSpaceRule,
+    eta: float = 1.0,
+    normalize: bool = False,
+    dtype: torch.dtype = torch.float32,
+    name: str = "",
+) -> tuple[torch.Tensor, NullSpaceInfo]:
     """Projector onto the approximate null space of `cov`, mixed with the identity by `eta`.
 
     normalize: divide $U_0 U_0^\\top$ by its Frobenius norm before mixing, as NSP²'s official code
@@ -287,9 +305,12 @@ def null_space_projector(cov: torch.Tensor, rule: NullSpaceRule, eta: float = 1.
     proj = basis @ basis.T
     if ns.info.null_dim == 0:
         where = f" for {name}" if name else ""
-        warnings.warn(f"the null-space rule {rule} kept no direction{where}: projected updates are zero "
-                      f"(lower the threshold or use eta < 1 to keep some plasticity)", EmptyNullSpaceWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"the null-space rule {rule} kept no direction{where}: projected updates are zero "
+            f"(lower the threshold or use eta < 1 to keep some plasticity)",
+            EmptyNullSpaceWarning,
+            stacklevel=2,
+        )
     elif normalize:
         proj = proj / torch.linalg.matrix_norm(proj)
     return mix_with_identity(proj, eta).to(dtype), ns.info

@@ -6,6 +6,20 @@ from nscl.dmnsp.recipe import dmnsp_experiment, dmnsp_recipe
 from nscl.experiment.experiment import PRESETS, Experiment, check_preset
 from nscl.nsp2.recipe import nsp2_experiment, nsp2_recipe
 
-__all__ = ["BENCHMARKS", "PRESETS", "Benchmark", "Experiment", "check_preset", "load_benchmark", "reference_results",
-           "nsp2_experiment", "nsp2_recipe", "dmnsp_experiment", "dmnsp_recipe", "PAPER_PROTOCOLS", "LOOKALIKES",
-           "lookalike", "tiny_protocols"]
+__all__ = [
+    "BENCHMARKS",
+    "PRESETS",
+    "Benchmark",
+    "Experiment",
+    "check_preset",
+    "load_benchmark",
+    "reference_results",
+    "nsp2_experiment",
+    "nsp2_recipe",
+    "dmnsp_experiment",
+    "dmnsp_recipe",
+    "PAPER_PROTOCOLS",
+    "LOOKALIKES",
+    "lookalike",
+    "tiny_protocols",
+]

@@ -53,7 +53,7 @@ def test_shipped_weights_load_as_float32_without_training(monkeypatch):
         assert model.nscl_weights == artifacts.WeightsId(name, manifest[name]["identity"], "shipped")
         assert all(p.dtype == torch.float32 for p in model.parameters())
     state, weights = artifacts.load_shipped("tiny-vit", tiny.pretraining_key("vit", tiny.TINY_VIT_PRETRAIN))
-    assert artifacts.weights_identity(state) == weights.identity   # the identity is that of what is loaded
+    assert artifacts.weights_identity(state) == weights.identity  # the identity is that of what is loaded
 
 
 def test_a_damaged_shipped_file_is_an_error_not_a_retrain(weights_copy, monkeypatch):
@@ -62,7 +62,9 @@ def test_a_damaged_shipped_file_is_an_error_not_a_retrain(weights_copy, monkeypa
     blob = bytearray(path.read_bytes())
     blob[-1] ^= 0xFF
     path.write_bytes(bytes(blob))
-    with pytest.raises(artifacts.ArtifactError, match=r"tiny-vit: .*tiny-vit.safetensors has sha256 .* the manifest says"):
+    with pytest.raises(
+        artifacts.ArtifactError, match=r"tiny-vit: .*tiny-vit.safetensors has sha256 .* the manifest says"
+    ):
         tiny.pretrained_tiny_vit()
     path.unlink()
     with pytest.raises(artifacts.ArtifactError, match="which is missing"):
@@ -73,13 +75,13 @@ def test_write_shipped_stores_float16_and_reads_back_its_identity(weights_copy):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(5, 3), torch.nn.BatchNorm1d(3))
     entry = artifacts.write_shipped("toy", "key0", model, {"final_loss": 0.5, "losses": [1.0, 0.5]}, "a test")
-    assert entry["stats"] == {"final_loss": 0.5}   # the loss curve and class list stay out of the manifest
+    assert entry["stats"] == {"final_loss": 0.5}  # the loss curve and class list stay out of the manifest
     state, weights = artifacts.load_shipped("toy", "key0")
     for name, value in model.state_dict().items():
         expected = value.half().float() if value.is_floating_point() else value
         assert state[name].dtype == expected.dtype and torch.equal(state[name], expected), name
     assert weights == artifacts.WeightsId("toy", entry["identity"], "shipped")
-    assert artifacts.load_shipped("toy", "another recipe") is None   # made for another key: not used
+    assert artifacts.load_shipped("toy", "another recipe") is None  # made for another key: not used
 
 
 def test_perturbed_weights_move_at_rounding_level_and_say_so(monkeypatch):
@@ -90,7 +92,7 @@ def test_perturbed_weights_move_at_rounding_level_and_say_so(monkeypatch):
     changed = 0
     for (name, a), b in zip(reference.state_dict().items(), perturbed.state_dict().values()):
         if a.is_floating_point():
-            assert torch.all((a - b).abs() <= 2 * 2.0 ** -23 * a.abs()), name
+            assert torch.all((a - b).abs() <= 2 * 2.0**-23 * a.abs()), name
             changed += int(not torch.equal(a, b))
     assert changed > 10
     monkeypatch.setenv(artifacts.PERTURB_ENV, "one")
@@ -126,17 +128,20 @@ def test_every_standard_shapes_set_has_checksums_for_all_classes():
 
 
 def test_a_standard_set_renders_as_shipped_and_a_changed_checksum_is_named(tmp_path, monkeypatch):
-    data = make_shapes100("test", 1, 32, 0)   # verified against the shipped checksums
+    data = make_shapes100("test", 1, 32, 0)  # verified against the shipped checksums
     table = json.loads(checksums.CHECKSUMS_FILE.read_text())
     table["sets"]["test_n1_s32_seed0_grey"]["42"] = "0" * 16
     changed = tmp_path / "checksums.json"
     changed.write_text(json.dumps(table))
     monkeypatch.setattr(checksums, "CHECKSUMS_FILE", changed)
-    with pytest.raises(checksums.ShapesChecksumError, match=r"test_n1_s32_seed0_grey as rendered on this machine: "
-                                                            r"1 of 100 classes differ .*class 42"):
+    with pytest.raises(
+        checksums.ShapesChecksumError,
+        match=r"test_n1_s32_seed0_grey as rendered on this machine: "
+        r"1 of 100 classes differ .*class 42",
+    ):
         make_shapes100("test", 1, 32, 0)
     assert make_shapes100("test", 1, 32, 0, verify=False).images.equal(data.images)
-    make_shapes100("test", 2, 32, 0)   # not a standard set: nothing to compare
+    make_shapes100("test", 2, 32, 0)  # not a standard set: nothing to compare
 
 
 def test_a_tampered_cache_file_is_named(tmp_path, monkeypatch):

@@ -11,16 +11,17 @@ from nscl.atlas import atlas_rows, principal_angles, subspace_overlap, top_basis
 def test_principal_angles_and_overlap_of_known_planes():
     e = torch.eye(3, dtype=torch.float64)
     xy = e[:, :2]
-    tilted = torch.stack([e[:, 0], (e[:, 1] + e[:, 2]) / math.sqrt(2)], dim=1)   # shares x, 45° in the other
-    torch.testing.assert_close(principal_angles(xy, tilted), torch.tensor([0.0, 45.0], dtype=torch.float64),
-                               atol=1e-6, rtol=0)
+    tilted = torch.stack([e[:, 0], (e[:, 1] + e[:, 2]) / math.sqrt(2)], dim=1)  # shares x, 45° in the other
+    torch.testing.assert_close(
+        principal_angles(xy, tilted), torch.tensor([0.0, 45.0], dtype=torch.float64), atol=1e-6, rtol=0
+    )
     assert subspace_overlap(xy, tilted) == pytest.approx((1 + 0.5) / 2)
     assert subspace_overlap(xy, e[:, 2:]) == pytest.approx(0.0)
     assert subspace_overlap(xy, xy) == pytest.approx(1.0)
 
 
 def test_atlas_rows_keep_the_accumulated_spectrum_and_the_tasks_top_directions():
-    own = torch.diag(torch.tensor([0.0, 5.0, 1.0, 0.0]))        # this task lives on axes 1 and 2
+    own = torch.diag(torch.tensor([0.0, 5.0, 1.0, 0.0]))  # this task lives on axes 1 and 2
     total = torch.diag(torch.tensor([3.0, 5.0, 1.0, 0.0]))
     (row,) = atlas_rows(2, "affinity", [own], [total], [7], k=2)
     assert row["task"] == 2 and row["layer"] == 7 and row["kind"] == "affinity"

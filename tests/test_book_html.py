@@ -33,8 +33,13 @@ SCREENSHOTS = ROOT / "build" / "screenshots"
 CHAPTERS = [p.stem for p in sorted((ROOT / "book").glob("[0-9][0-9]_*.py"))]
 PAGES = ["index", *CHAPTERS, "teachers", "references"]
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--disable-dev-shm-usage",
 ]
 
@@ -45,8 +50,12 @@ pytestmark = pytest.mark.skipif(
 
 
 def _chromium() -> str:
-    for candidate in (os.environ.get("NSCL_CHROMIUM"), "/usr/bin/chromium",
-                      shutil.which("chromium"), shutil.which("chromium-browser")):
+    for candidate in (
+        os.environ.get("NSCL_CHROMIUM"),
+        "/usr/bin/chromium",
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+    ):
         if candidate and Path(candidate).is_file():
             return candidate
     message = "no Chromium: `apt-get install chromium` (or `make chromium`), or set NSCL_CHROMIUM"
@@ -102,20 +111,19 @@ def open_page(browser, server):
 
         page.route("**/*", route)
         page.on("pageerror", lambda exc: problems.append(f"JavaScript error: {exc}"))
-        page.on("requestfailed", lambda req: req.url.startswith(server) and problems.append(
-            f"failed request: {req.url} ({req.failure})"))
-        page.on("response", lambda resp: resp.status >= 400 and problems.append(
-            f"HTTP {resp.status}: {resp.url}"))
+        page.on(
+            "requestfailed",
+            lambda req: req.url.startswith(server) and problems.append(f"failed request: {req.url} ({req.failure})"),
+        )
+        page.on("response", lambda resp: resp.status >= 400 and problems.append(f"HTTP {resp.status}: {resp.url}"))
         response = page.goto(f"{server}/{name}.html", wait_until="load")
         assert response is not None and response.ok, f"{name}.html did not load"
         # MathJax 3 (on the pages that have math) typesets after load: wait until it has finished.
         if page.locator('script[src*="mathjax"]').count():
-            page.wait_for_function(
-                "() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=30_000)
+            page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=30_000)
             page.evaluate("() => MathJax.startup.promise.then(() => true)")
         # Images: wait until every <img> has finished loading or failed.
-        page.wait_for_function("() => Array.from(document.images).every(i => i.complete)",
-                               timeout=30_000)
+        page.wait_for_function("() => Array.from(document.images).every(i => i.complete)", timeout=30_000)
         return page, problems
 
     yield open_
@@ -169,9 +177,12 @@ RAW_TEX = re.compile(r"\$\$|\\\(|\\\)|\\\[|\\\]|\\begin\{|\$[^\s$][^$\n]{0,200}?
 
 def _png_outputs(name: str) -> int:
     nb = json.loads((EXECUTED / f"{name}.ipynb").read_text(encoding="utf-8"))
-    return sum("image/png" in out.get("data", {})
-               for cell in nb["cells"] if cell["cell_type"] == "code"
-               for out in cell.get("outputs", []))
+    return sum(
+        "image/png" in out.get("data", {})
+        for cell in nb["cells"]
+        if cell["cell_type"] == "code"
+        for out in cell.get("outputs", [])
+    )
 
 
 def test_every_chapter_has_a_page_in_reading_order():
@@ -186,8 +197,7 @@ def test_every_chapter_has_a_page_in_reading_order():
 
 def test_no_page_loads_scripts_styles_or_fonts_from_the_network():
     remote = re.compile(r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)=[\"'](?:https?:)?//", re.I)
-    offending = {p.name: remote.findall(p.read_text(encoding="utf-8"))
-                 for p in HTML.glob("*.html")}
+    offending = {p.name: remote.findall(p.read_text(encoding="utf-8")) for p in HTML.glob("*.html")}
     offending = {k: v for k, v in offending.items() if v}
     assert not offending, f"remote resources referenced: {offending}"
     assert (HTML / "_static" / "mathjax" / "tex-chtml.js").is_file(), "local MathJax missing"

@@ -14,20 +14,19 @@ from nscl.paths import repo_data_dir
 def test_every_real_data_set_ships_names_with_a_cited_source():
     import json
 
-    expected = {"cifar100": ["dmnsp", "nsp2"], "imagenet_r": ["nsp2"], "domainnet": ["nsp2"],
-                "tinyimagenet": ["dmnsp"]}
+    expected = {"cifar100": ["dmnsp", "nsp2"], "imagenet_r": ["nsp2"], "domainnet": ["nsp2"], "tinyimagenet": ["dmnsp"]}
     for dataset, lineages in expected.items():
         assert available_lineages(dataset) == lineages
         for lineage in lineages:
             blob = json.loads((repo_data_dir() / "class_names" / f"{dataset}_{lineage}.json").read_text())
-            assert blob["dataset"] == dataset and "@" in blob["source"]   # repository@commit path
+            assert blob["dataset"] == dataset and "@" in blob["source"]  # repository@commit path
             table = class_name_table(dataset, lineage)
             assert len(table) == (100 if dataset == "cifar100" else 200)
             assert len({label_id for label_id, _ in table}) == len(table)
 
 
 def test_name_lists_hold_the_official_names():
-    assert dict(class_name_table("cifar100", "nsp2"))["aquarium_fish"] == "aquarium fish"   # CLIP-NSP² prompts
+    assert dict(class_name_table("cifar100", "nsp2"))["aquarium_fish"] == "aquarium fish"  # CLIP-NSP² prompts
     assert dict(class_name_table("cifar100", "dmnsp"))["aquarium_fish"] == "aquarium_fish"  # DMNSP keeps '_'
     tiny = class_name_table("tinyimagenet", "dmnsp")
     assert tiny[:2] == (("n02124075", "Egyptian Mau"), ("n04067472", "fishing casting reel"))  # not words.txt's "reel"
@@ -61,10 +60,16 @@ def fake_cifar(root, names):
 def test_cifar100_names_are_selectable_per_lineage(tmp_path):
     fake_cifar(tmp_path, ["apple", "aquarium_fish", "maple_tree"])
     assert load_dataset("cifar100", root=tmp_path).classes == ("apple", "aquarium_fish", "maple_tree")
-    assert load_dataset("cifar100", root=tmp_path, class_names="dmnsp").classes == ("apple", "aquarium_fish",
-                                                                                     "maple_tree")
-    assert load_dataset("cifar100", root=tmp_path, class_names="nsp2").classes == ("apple", "aquarium fish",
-                                                                                    "maple tree")
+    assert load_dataset("cifar100", root=tmp_path, class_names="dmnsp").classes == (
+        "apple",
+        "aquarium_fish",
+        "maple_tree",
+    )
+    assert load_dataset("cifar100", root=tmp_path, class_names="nsp2").classes == (
+        "apple",
+        "aquarium fish",
+        "maple tree",
+    )
     with pytest.raises(ValueError, match=r"class_names='coop'.*\['dmnsp', 'nsp2'\]"):
         load_dataset("cifar100", root=tmp_path, class_names="coop")
 
@@ -94,11 +99,12 @@ def test_prompts_keep_the_lineages_class_names():
         return tokenizer(texts)
 
     names = ("aquarium_fish", "maple_tree")
-    task = TaskInfo(index=0, positions=range(0, 2), n_seen=2, class_names=names, n_train=2, steps_per_epoch=1,
-                    epochs=1)
+    task = TaskInfo(index=0, positions=range(0, 2), n_seen=2, class_names=names, n_train=2, steps_per_epoch=1, epochs=1)
     transform = BatchTransform(size=32, mean=(0.5,) * 3, std=(0.5,) * 3)
-    for method in (DMNSP(build_tiny_clip(), recording_tokenizer, transform, DMNSPConfig()),
-                   ZeroShotCLIP(build_tiny_clip(), recording_tokenizer, transform)):
+    for method in (
+        DMNSP(build_tiny_clip(), recording_tokenizer, transform, DMNSPConfig()),
+        ZeroShotCLIP(build_tiny_clip(), recording_tokenizer, transform),
+    ):
         method.setup("cpu", "fp32")
         method.begin_task(task)
     assert seen == [["a bad photo of a aquarium_fish.", "a bad photo of a maple_tree."]] * 2

@@ -16,7 +16,7 @@ def _help(capsys, *argv):
     with pytest.raises(SystemExit) as exit_:
         main([*argv, "--help"])
     assert exit_.value.code == 0
-    return " ".join(capsys.readouterr().out.split())   # argparse wraps lines
+    return " ".join(capsys.readouterr().out.split())  # argparse wraps lines
 
 
 def test_run_help_lists_every_field_with_type_default_and_accepted_values(capsys):
@@ -24,24 +24,50 @@ def test_run_help_lists_every_field_with_type_default_and_accepted_values(capsys
     for f in dataclasses.fields(ExperimentConfig):
         assert "--" + f.name.replace("_", "-") in text, f.name
     assert "[type: one of 'nsp2', 'dmnsp'; default: 'nsp2'; accepted: nsp2, dmnsp]" in text
-    assert "[type: list of int or None; default: None]" in text                    # seeds
-    assert "accepted: cifar100-10-10, cifar100-10s" in text and "shapes100-10s" in text   # benchmark
+    assert "[type: list of int or None; default: None]" in text  # seeds
+    assert "accepted: cifar100-10-10, cifar100-10s" in text and "shapes100-10s" in text  # benchmark
     assert "--progress, --no-progress" in text and "[type: bool; default: False]" in text
     assert "--config FILE" in text
 
 
 def test_sweep_help_lists_the_grid_and_the_shared_fields(capsys):
     text = _help(capsys, "sweep")
-    for flag in ("--methods", "--benchmarks", "--seeds", "--address", "--run-root", "--epochs", "--max-tasks",
-                 "--only", "--overrides", "--device"):
+    for flag in (
+        "--methods",
+        "--benchmarks",
+        "--seeds",
+        "--address",
+        "--run-root",
+        "--epochs",
+        "--max-tasks",
+        "--only",
+        "--overrides",
+        "--device",
+    ):
         assert flag in text, flag
 
 
 def test_run_dry_run_merges_a_file_with_the_options_given(tmp_path, capsys):
     config = tmp_path / "exp.toml"
     config.write_text('method = "nsp2"\nepochs = 3\nseeds = [0, 1]\n[overrides]\nlr = 0.02\ngamma = 0.5\n')
-    assert main(["run", "--config", str(config), "--dry-run", "--epochs", "1", "--only", "Seq",
-                 "--overrides", "lr=0.005", 'conditions={"eta1": 0.9}']) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--config",
+                str(config),
+                "--dry-run",
+                "--epochs",
+                "1",
+                "--only",
+                "Seq",
+                "--overrides",
+                "lr=0.005",
+                'conditions={"eta1": 0.9}',
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     printed = json.loads(out[: out.rindex("}") + 1])
     assert printed["epochs"] == 1 and printed["seeds"] == [0, 1] and printed["only"] == ["Seq"]
@@ -50,15 +76,18 @@ def test_run_dry_run_merges_a_file_with_the_options_given(tmp_path, capsys):
     assert "methods: ['VPT-Seq']" in out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--method", "dmnsp", "--backbone", "vit"], "ExperimentConfig.backbone='vit'"),
-    (["--epochs", "0"], "ExperimentConfig.epochs=0"),
-    (["--epochs", "two"], "'two' is not an integer"),
-    (["--overrides", "lrr=1"], "did you mean 'lr'"),
-    (["--overrides", "lr"], "give KEY=VALUE"),
-    (["--benchmrk", "x"], "unrecognized arguments: --benchmrk"),
-    (["--bench", "shapes100-10s"], "unrecognized arguments: --bench"),     # no silent abbreviations
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--method", "dmnsp", "--backbone", "vit"], "ExperimentConfig.backbone='vit'"),
+        (["--epochs", "0"], "ExperimentConfig.epochs=0"),
+        (["--epochs", "two"], "'two' is not an integer"),
+        (["--overrides", "lrr=1"], "did you mean 'lr'"),
+        (["--overrides", "lr"], "give KEY=VALUE"),
+        (["--benchmrk", "x"], "unrecognized arguments: --benchmrk"),
+        (["--bench", "shapes100-10s"], "unrecognized arguments: --bench"),  # no silent abbreviations
+    ],
+)
 def test_invalid_options_exit_2_naming_the_field(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["run", "--dry-run", *argv])
@@ -74,31 +103,46 @@ def test_report_prints_mean_and_std_per_benchmark_and_method(tmp_path, capsys):
     from nscl.methods.linear import SharedLayerClassifier, SharedLayerConfig
     from nscl.models.features import RandomReLUFeatures
 
-    digits = ContinualData(load_dataset("digits", "train"), load_dataset("digits", "test"),
-                           Scenario.equal_split(list(range(10)), 5))
+    digits = ContinualData(
+        load_dataset("digits", "train"), load_dataset("digits", "test"), Scenario.equal_split(list(range(10)), 5)
+    )
 
     def method(seed):
-        return SharedLayerClassifier(RandomReLUFeatures(64, 128, seed=seed), 128,
-                                     BatchTransform(size=8, mean=(0.3,) * 3, std=(0.4,) * 3), SharedLayerConfig())
+        return SharedLayerClassifier(
+            RandomReLUFeatures(64, 128, seed=seed),
+            128,
+            BatchTransform(size=8, mean=(0.3,) * 3, std=(0.4,) * 3),
+            SharedLayerConfig(),
+        )
 
-    experiment = Experiment(BENCHMARKS["shapes100-10s"], lambda seed: digits,
-                            RunConfig(epochs=1, batch_size=32, progress=False, max_tasks=2), {"Seq": method})
+    experiment = Experiment(
+        BENCHMARKS["shapes100-10s"],
+        lambda seed: digits,
+        RunConfig(epochs=1, batch_size=32, progress=False, max_tasks=2),
+        {"Seq": method},
+    )
     experiment.run_all(seeds=[0, 1], run_root=tmp_path / "a")
     assert main(["report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "== shapes100-10s (2 tasks) ==" in out and "last_accuracy" in out
     row = next(line for line in out.splitlines() if line.startswith("Seq"))
-    assert row.count("±") == 3 and row.split()[-1] == "2"        # three metrics, two seeds
+    assert row.count("±") == 3 and row.split()[-1] == "2"  # three metrics, two seeds
     with pytest.raises(SystemExit):
         main(["report", str(tmp_path / "missing")])
 
 
 def test_python_dash_m_nscl_runs_the_command_line(tmp_path):
     env = {**os.environ, "NSCL_CACHE": os.environ.get("NSCL_CACHE", str(tmp_path))}
-    done = subprocess.run([sys.executable, "-m", "nscl", "run", "--dry-run", "--method", "dmnsp", "--only", "DMNSP"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "nscl", "run", "--dry-run", "--method", "dmnsp", "--only", "DMNSP"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "methods: ['DMNSP']" in done.stdout
-    bad = subprocess.run([sys.executable, "-m", "nscl", "run", "--device", "gpu"], capture_output=True, text=True,
-                         env=env, timeout=300)
+    bad = subprocess.run(
+        [sys.executable, "-m", "nscl", "run", "--device", "gpu"], capture_output=True, text=True, env=env, timeout=300
+    )
     assert bad.returncode == 2 and "ExperimentConfig.device='gpu'" in bad.stderr

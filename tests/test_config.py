@@ -11,11 +11,13 @@ from nscl.experiment.config import ExperimentConfig, check_parameters
 @pytest.fixture(autouse=True)
 def no_data_or_weights(monkeypatch):
     """Building or validating a config must load no data set and build no backbone."""
+
     def forbidden(*args, **kwargs):
         raise AssertionError("a config loaded data or weights")
 
     import nscl.data.benchmarks as benchmarks
     import nscl.models.tiny as tiny
+
     monkeypatch.setattr(benchmarks, "load_dataset", forbidden)
     monkeypatch.setattr(tiny, "pretrained_tiny_vit", forbidden)
     monkeypatch.setattr(tiny, "pretrained_tiny_clip", forbidden)
@@ -23,7 +25,7 @@ def no_data_or_weights(monkeypatch):
 
 def test_defaults_build_the_tiny_nsp2_experiment_with_the_run_settings():
     config = ExperimentConfig(epochs=2, max_tasks=3, seeds=[0, 1], only=["Seq", "NSP2"], overrides={"lr": 0.005})
-    assert config.seeds == (0, 1) and config.only == ("Seq", "NSP2")       # lists become tuples
+    assert config.seeds == (0, 1) and config.only == ("Seq", "NSP2")  # lists become tuples
     assert config.selected_methods() == ["VPT-Seq", "VPT-NSP²"]
     experiment = config.experiment()
     assert experiment.benchmark.id == "shapes100-10s"
@@ -39,37 +41,51 @@ def test_dmnsp_variants_and_method_names():
     assert ExperimentConfig(method="dmnsp").selected_methods() == ["zero-shot CLIP", "adapter-Seq", "DMNSP", "joint"]
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"method": "dmnsp", "backbone": "vit"}, r"ExperimentConfig\.backbone='vit': accepted: for method='dmnsp': \['clip'\]"),
-    ({"method": "nsp3"}, r"ExperimentConfig\.method='nsp3': accepted: one of \['nsp2', 'dmnsp'\]"),
-    ({"benchmark": "cifar100-10x"}, r"ExperimentConfig\.benchmark='cifar100-10x'.*did you mean 'cifar100-10s'"),
-    # either method runs on all ten paper protocols (tests/test_protocols.py); a tiny benchmark needs preset='tiny'
-    ({"preset": "paper", "benchmark": "shapes100-10s"}, r"benchmark='shapes100-10s'.*nsp2 paper recipe.*"
-                                                        r"papers' protocols.*use preset='tiny'"),
-    ({"method": "dmnsp", "preset": "paper", "benchmark": "shapes100-tinted-25-5"},
-     r"benchmark='shapes100-tinted-25-5'.*dmnsp paper recipe.*use preset='tiny'"),
-    ({"benchmark": "cifar100-10s"}, r"benchmark='cifar100-10s'.*preset='tiny' a shapes100 benchmark"),
-    ({"seeds": "abc"}, r"ExperimentConfig\.seeds='abc': accepted: list of int"),
-    ({"seeds": 3}, r"ExperimentConfig\.seeds=3"),
-    ({"seeds": [0, 0]}, r"seeds.*listed twice"),
-    ({"epochs": 0}, r"ExperimentConfig\.epochs=0: accepted: an integer >= 1"),
-    ({"epochs": 1.5}, r"ExperimentConfig\.epochs=1.5: accepted: int or None"),
-    ({"max_tasks": -1}, r"ExperimentConfig\.max_tasks=-1"),
-    ({"device": "gpu"}, r"ExperimentConfig\.device='gpu': accepted: 'auto'.*'cpu', 'cuda', 'cuda:N'"),
-    ({"precision": "int8"}, r"ExperimentConfig\.precision='int8': accepted: one of \['fp32', 'bf16', 'fp16'\]"),
-    ({"progress": "yes"}, r"ExperimentConfig\.progress='yes': accepted: bool"),
-    ({"only": ["Sq"]}, r"ExperimentConfig\.only=\('Sq',\).*did you mean 'Seq'"),
-    ({"variants": ["paper"]}, r"ExperimentConfig\.variants=.*None for method='nsp2'"),
-    ({"method": "dmnsp", "variants": ["official"]}, r"variants=\('official',\): accepted: one of \['paper', 'code'"),
-    ({"overrides": {"lrr": 0.1}}, r"overrides=\{'lrr': 0.1\}: accepted: fields of NSP2Config.*did you mean 'lr'"),
-    ({"overrides": {"lr": 0}}, r"NSP2Config\.lr=0"),
-    ({"overrides": {"lr": "fast"}}, r"overrides\['lr'\] \(NSP2Config\.lr\)='fast': accepted: float"),
-    ({"overrides": {"accumulate": "max"}}, r"NSP2Config\.accumulate\)='max': accepted: one of \['sum', 'mean'\]"),
-    ({"overrides": {"conditions": {"eta1": 1.5}}}, r"overrides\['conditions'\].*ConditionSpec\.eta1=1.5"),
-    ({"overrides": {"seed": 3}}, r"overrides=\{'seed': 3\}.*the experiment sets those per method"),
-    ({"method": "dmnsp", "overrides": {"bottleneck": 0}}, r"DMNSPConfig\.bottleneck=0"),
-    ({"method": "dmnsp", "overrides": {"adapter_dropout": 1.5}}, r"DMNSPConfig\.adapter_dropout=1.5"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (
+            {"method": "dmnsp", "backbone": "vit"},
+            r"ExperimentConfig\.backbone='vit': accepted: for method='dmnsp': \['clip'\]",
+        ),
+        ({"method": "nsp3"}, r"ExperimentConfig\.method='nsp3': accepted: one of \['nsp2', 'dmnsp'\]"),
+        ({"benchmark": "cifar100-10x"}, r"ExperimentConfig\.benchmark='cifar100-10x'.*did you mean 'cifar100-10s'"),
+        # either method runs on all ten paper protocols (tests/test_protocols.py); a tiny benchmark needs preset='tiny'
+        (
+            {"preset": "paper", "benchmark": "shapes100-10s"},
+            r"benchmark='shapes100-10s'.*nsp2 paper recipe.*"
+            r"papers' protocols.*use preset='tiny'",
+        ),
+        (
+            {"method": "dmnsp", "preset": "paper", "benchmark": "shapes100-tinted-25-5"},
+            r"benchmark='shapes100-tinted-25-5'.*dmnsp paper recipe.*use preset='tiny'",
+        ),
+        ({"benchmark": "cifar100-10s"}, r"benchmark='cifar100-10s'.*preset='tiny' a shapes100 benchmark"),
+        ({"seeds": "abc"}, r"ExperimentConfig\.seeds='abc': accepted: list of int"),
+        ({"seeds": 3}, r"ExperimentConfig\.seeds=3"),
+        ({"seeds": [0, 0]}, r"seeds.*listed twice"),
+        ({"epochs": 0}, r"ExperimentConfig\.epochs=0: accepted: an integer >= 1"),
+        ({"epochs": 1.5}, r"ExperimentConfig\.epochs=1.5: accepted: int or None"),
+        ({"max_tasks": -1}, r"ExperimentConfig\.max_tasks=-1"),
+        ({"device": "gpu"}, r"ExperimentConfig\.device='gpu': accepted: 'auto'.*'cpu', 'cuda', 'cuda:N'"),
+        ({"precision": "int8"}, r"ExperimentConfig\.precision='int8': accepted: one of \['fp32', 'bf16', 'fp16'\]"),
+        ({"progress": "yes"}, r"ExperimentConfig\.progress='yes': accepted: bool"),
+        ({"only": ["Sq"]}, r"ExperimentConfig\.only=\('Sq',\).*did you mean 'Seq'"),
+        ({"variants": ["paper"]}, r"ExperimentConfig\.variants=.*None for method='nsp2'"),
+        (
+            {"method": "dmnsp", "variants": ["official"]},
+            r"variants=\('official',\): accepted: one of \['paper', 'code'",
+        ),
+        ({"overrides": {"lrr": 0.1}}, r"overrides=\{'lrr': 0.1\}: accepted: fields of NSP2Config.*did you mean 'lr'"),
+        ({"overrides": {"lr": 0}}, r"NSP2Config\.lr=0"),
+        ({"overrides": {"lr": "fast"}}, r"overrides\['lr'\] \(NSP2Config\.lr\)='fast': accepted: float"),
+        ({"overrides": {"accumulate": "max"}}, r"NSP2Config\.accumulate\)='max': accepted: one of \['sum', 'mean'\]"),
+        ({"overrides": {"conditions": {"eta1": 1.5}}}, r"overrides\['conditions'\].*ConditionSpec\.eta1=1.5"),
+        ({"overrides": {"seed": 3}}, r"overrides=\{'seed': 3\}.*the experiment sets those per method"),
+        ({"method": "dmnsp", "overrides": {"bottleneck": 0}}, r"DMNSPConfig\.bottleneck=0"),
+        ({"method": "dmnsp", "overrides": {"adapter_dropout": 1.5}}, r"DMNSPConfig\.adapter_dropout=1.5"),
+    ],
+)
 def test_invalid_configs_are_rejected_naming_field_value_and_accepted(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ExperimentConfig(**kwargs)
@@ -77,12 +93,15 @@ def test_invalid_configs_are_rejected_naming_field_value_and_accepted(kwargs, ma
 
 def test_a_missing_data_root_for_a_real_data_set_is_rejected(tmp_path, monkeypatch):
     monkeypatch.setenv("NSCL_DATA", str(tmp_path / "nowhere"))
-    with pytest.raises(ValueError, match=r"ExperimentConfig\.data_root=None: .*cifar-100-python/.*nowhere.*does "
-                                         r"not exist.*download=True"):
+    with pytest.raises(
+        ValueError,
+        match=r"ExperimentConfig\.data_root=None: .*cifar-100-python/.*nowhere.*does "
+        r"not exist.*download=True",
+    ):
         ExperimentConfig(preset="paper", benchmark="cifar100-10s")
     with pytest.raises(ValueError, match=r"data_root='.*'.*has no imagenet-r/"):
         ExperimentConfig(preset="paper", benchmark="imagenet-r-10s", data_root=str(tmp_path))
-    ExperimentConfig(preset="paper", benchmark="cifar100-10s", download=True)          # torchvision may fetch it
+    ExperimentConfig(preset="paper", benchmark="cifar100-10s", download=True)  # torchvision may fetch it
     (tmp_path / "imagenet-r").mkdir()
     ExperimentConfig(preset="paper", benchmark="imagenet-r-10s", data_root=str(tmp_path))
 
@@ -100,16 +119,26 @@ def test_from_dict_rejects_unknown_fields_with_a_suggestion():
 
 
 def test_round_trip_through_dict_and_files(tmp_path):
-    config = ExperimentConfig(method="dmnsp", variants=["paper", "top1"], seeds=[0, 1, 2], epochs=1,
-                              overrides={"lr": 0.005, "warmup_steps": 2}, run_root=str(tmp_path))
+    config = ExperimentConfig(
+        method="dmnsp",
+        variants=["paper", "top1"],
+        seeds=[0, 1, 2],
+        epochs=1,
+        overrides={"lr": 0.005, "warmup_steps": 2},
+        run_root=str(tmp_path),
+    )
     assert ExperimentConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     toml = tmp_path / "exp.toml"
-    toml.write_text('method = "dmnsp"\nvariants = ["paper", "top1"]\nseeds = [0, 1, 2]\nepochs = 1\n'
-                    f'run_root = "{tmp_path}"\n[overrides]\nlr = 0.005\nwarmup_steps = 2\n')
+    toml.write_text(
+        'method = "dmnsp"\nvariants = ["paper", "top1"]\nseeds = [0, 1, 2]\nepochs = 1\n'
+        f'run_root = "{tmp_path}"\n[overrides]\nlr = 0.005\nwarmup_steps = 2\n'
+    )
     assert ExperimentConfig.from_file(toml) == config
     yaml = tmp_path / "exp.yaml"
-    yaml.write_text(f"method: dmnsp\nvariants: [paper, top1]\nseeds: [0, 1, 2]\nepochs: 1\nrun_root: {tmp_path}\n"
-                    "overrides: {lr: 0.005, warmup_steps: 2}\n")
+    yaml.write_text(
+        f"method: dmnsp\nvariants: [paper, top1]\nseeds: [0, 1, 2]\nepochs: 1\nrun_root: {tmp_path}\n"
+        "overrides: {lr: 0.005, warmup_steps: 2}\n"
+    )
     assert ExperimentConfig.from_file(yaml) == config
     assert ExperimentConfig.from_file(toml, epochs=3).epochs == 3
     bad = tmp_path / "bad.toml"
@@ -129,14 +158,27 @@ def test_overriding_nested_config_round_trips_through_a_file(tmp_path):
 
 # -- the chapters' guard ---------------------------------------------------------------------------
 
+
 def test_check_parameters_rejects_a_mistyped_papermill_parameter():
-    namespace = {"preset": "tiny", "benchmark": None, "seeds": [0], "benchmrk": "cifar100-10s",   # injected typo
-                 "np": types.ModuleType("numpy"), "helper": print, "_private": 1, "In": [], "Out": {}}
+    namespace = {
+        "preset": "tiny",
+        "benchmark": None,
+        "seeds": [0],
+        "benchmrk": "cifar100-10s",  # injected typo
+        "np": types.ModuleType("numpy"),
+        "helper": print,
+        "_private": 1,
+        "In": [],
+        "Out": {},
+    }
     with pytest.raises(ValueError, match=r"unknown parameter 'benchmrk' \(did you mean 'benchmark'\?\)"):
         check_parameters(namespace, {"preset", "benchmark", "seeds"})
     del namespace["benchmrk"]
-    assert check_parameters(namespace, {"preset", "benchmark", "seeds"}) == {"benchmark": None, "preset": "tiny",
-                                                                            "seeds": [0]}
-    namespace["seeds"] = "abc"      # papermill -p seeds abc
+    assert check_parameters(namespace, {"preset", "benchmark", "seeds"}) == {
+        "benchmark": None,
+        "preset": "tiny",
+        "seeds": [0],
+    }
+    namespace["seeds"] = "abc"  # papermill -p seeds abc
     with pytest.raises(ValueError, match=r"parameter seeds='abc': accepted: list"):
         check_parameters(namespace, {"preset", "benchmark", "seeds"}, types={"seeds": list})

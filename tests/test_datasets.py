@@ -10,7 +10,7 @@ from nscl.data import ContinualData, DatasetNotFoundError, FileImageSet, Scenari
 
 def write_png(path, colour, size=20):
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (size, size + 4), colour).save(path)   # width 20, height 24
+    Image.new("RGB", (size, size + 4), colour).save(path)  # width 20, height 24
 
 
 def test_unknown_dataset_name_lists_the_choices():
@@ -43,8 +43,11 @@ def test_cifar100_reader_on_a_small_file_in_the_official_format(tmp_path):
 
 
 def test_missing_image_folders_say_how_to_prepare(tmp_path):
-    for name, hint in [("imagenet_r", "imagenet-r.tar"), ("tinyimagenet", "tiny-imagenet-200.zip"),
-                       ("domainnet", "split_sdomainnet")]:
+    for name, hint in [
+        ("imagenet_r", "imagenet-r.tar"),
+        ("tinyimagenet", "tiny-imagenet-200.zip"),
+        ("domainnet", "split_sdomainnet"),
+    ]:
         with pytest.raises(DatasetNotFoundError, match=hint):
             load_dataset(name, root=tmp_path)
 
@@ -58,9 +61,11 @@ def official_list(split):
 def test_imagenet_r_uses_the_official_split_lists(tmp_path):
     """A fake imagenet-r tree whose files come from the shipped NSP² lists; labels number the sorted wnids."""
     train_list, test_list = official_list("train"), official_list("test")
-    wnids = ["n01443537", "n01484850"]   # labels 0 and 1 (goldfish, great white shark)
-    picked = {split: [p for w in wnids for p in [q for q in listed if q.startswith(w + "/")][:3]]
-              for split, listed in (("train", train_list), ("test", test_list))}
+    wnids = ["n01443537", "n01484850"]  # labels 0 and 1 (goldfish, great white shark)
+    picked = {
+        split: [p for w in wnids for p in [q for q in listed if q.startswith(w + "/")][:3]]
+        for split, listed in (("train", train_list), ("test", test_list))
+    }
     colours = {"n01443537": (255, 0, 0), "n01484850": (0, 0, 255)}
     for files in picked.values():
         for rel in files:
@@ -88,14 +93,15 @@ def test_imagenet_r_uses_the_official_split_lists(tmp_path):
 def test_tinyimagenet_numbers_classes_in_wnids_txt_order(tmp_path):
     """continuum's TinyImageNet200 (DMNSP's loader) labels wnids by their line in wnids.txt, not sorted."""
     base = tmp_path / "tiny-imagenet-200"
-    wnids = ("n01443537", "n02124075", "n04067472")   # sorted; in wnids.txt order they are lines 22, 0 and 1
+    wnids = ("n01443537", "n02124075", "n04067472")  # sorted; in wnids.txt order they are lines 22, 0 and 1
     for wnid in wnids:
         for i in range(2):
             write_png(base / "train" / wnid / "images" / f"{wnid}_{i}.png", (10, 200, 10))
     write_png(base / "val" / "images" / "val_0.png", (0, 0, 0))
     write_png(base / "val" / "images" / "val_1.png", (0, 0, 0))
-    (base / "val" / "val_annotations.txt").write_text("val_0.png\tn04067472\t0\t0\t1\t1\n"
-                                                      "val_1.png\tn01443537\t0\t0\t1\t1\n")
+    (base / "val" / "val_annotations.txt").write_text(
+        "val_0.png\tn04067472\t0\t0\t1\t1\nval_1.png\tn01443537\t0\t0\t1\t1\n"
+    )
     train = load_dataset("tinyimagenet", "train", root=tmp_path)
     test = load_dataset("tinyimagenet", "test", root=tmp_path)
     assert train.targets.tolist() == [0, 0, 1, 1, 22, 22]
@@ -112,7 +118,7 @@ def test_domainnet_subset_folders_are_labels_with_the_official_names(tmp_path):
         write_png(tmp_path / "domainnet" / "train" / label / "a.png", (1, 2, 3))
         write_png(tmp_path / "domainnet" / "val" / label / "b.png", (1, 2, 3))
     train = load_dataset("domainnet", "train", root=tmp_path)
-    test = load_dataset("domainnet", "test", root=tmp_path)   # the official tool calls the test split 'val'
+    test = load_dataset("domainnet", "test", root=tmp_path)  # the official tool calls the test split 'val'
     assert train.targets.tolist() == test.targets.tolist() == [0, 2]
     assert train.classes[0] == "pickup truck" and train.classes[2] == "The Eiffel Tower"
 
@@ -138,11 +144,17 @@ def test_concurrent_writers_fill_the_shapes100_cache_safely(tmp_path):
     import subprocess
     import sys
 
-    code = ("from nscl.data import load_dataset; d = load_dataset('shapes100', 'test', n_per_class=3, image_size=16, "
-            "seed=5); print(int(d.images.sum()))")
+    code = (
+        "from nscl.data import load_dataset; d = load_dataset('shapes100', 'test', n_per_class=3, image_size=16, "
+        "seed=5); print(int(d.images.sum()))"
+    )
     env = {**__import__("os").environ, "NSCL_CACHE": str(tmp_path)}
-    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
     outputs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-500:] for _, err in outputs]
     assert len({out.strip() for out, _ in outputs}) == 1

@@ -60,6 +60,7 @@ def checks(built: Path, name: str) -> dict[str, str]:
 
 # -- every solution passes its checks ----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", NAMES)
 def test_solution_passes_every_check(built, name):
     env = solved(built, name)
@@ -81,12 +82,16 @@ def test_every_question_has_wrong_answers(built):
     for name in NAMES:
         assert name in WRONG, f"{name}: no wrong answers are tested"
         covered = {q for q, *_ in WRONG[name]()}
-        assert covered == set(checks(built, name)), f"{name}: questions without a wrong answer: " \
-            f"{set(checks(built, name)) - covered}"
+        assert covered == set(checks(built, name)), (
+            f"{name}: questions without a wrong answer: {set(checks(built, name)) - covered}"
+        )
 
 
-@pytest.mark.parametrize("name,index", WRONG_CASES,
-                         ids=[f"{n}-{WRONG[n]()[i][0]}-{WRONG[n]()[i][1].replace(' ', '_')}" for n, i in WRONG_CASES])
+@pytest.mark.parametrize(
+    "name,index",
+    WRONG_CASES,
+    ids=[f"{n}-{WRONG[n]()[i][0]}-{WRONG[n]()[i][1].replace(' ', '_')}" for n, i in WRONG_CASES],
+)
 def test_wrong_answer_fails_with_its_message(built, name, index):
     question, label, mutate, phrase = WRONG[name]()[index]
     env = dict(solved(built, name))
@@ -99,6 +104,7 @@ def test_wrong_answer_fails_with_its_message(built, name, index):
 
 
 # -- the student versions -----------------------------------------------------------------------------
+
 
 def _solution_lines(solution_nb: dict, student_nb: dict) -> list[str]:
     """The lines that only the solutions hold: those marked `# SOLUTION` or inside `# BEGIN SOLUTION` /
@@ -197,9 +203,22 @@ def test_grade_command_writes_expected_scores(built, tmp_path):
     (submissions / "alice" / f"{GRADED}.ipynb").write_text(json.dumps(solution))
     (submissions / f"bob_{GRADED}.ipynb").write_text(json.dumps(wrong))
     out = tmp_path / "scores.csv"
-    proc = subprocess.run([sys.executable, "-m", "book.exercises.grade", str(submissions), "--out", str(out),
-                           "--autograders", str(built / "autograder")], cwd=ROOT, capture_output=True, text=True,
-                          timeout=900)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "book.exercises.grade",
+            str(submissions),
+            "--out",
+            str(out),
+            "--autograders",
+            str(built / "autograder"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     print(proc.stdout)
     print(out.read_text())

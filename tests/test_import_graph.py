@@ -47,7 +47,7 @@ def imported_modules(path: Path, modules: set[str], root: Path = PACKAGE) -> set
         for target in targets:
             while target and target not in modules:
                 target = target.rpartition(".")[0]
-            while target:   # the module and every package above it
+            while target:  # the module and every package above it
                 found.add(target)
                 target = target.rpartition(".")[0]
     own = {name.rsplit(".", k)[0] for k in range(name.count(".") + 1)}
@@ -106,7 +106,7 @@ def test_the_graph_is_read_from_the_source():
     graph = import_graph()
     assert len(graph) > 50
     assert "nscl.nsp2.conditions" in graph["nscl.nsp2.method"]
-    assert "nscl.data" in graph["nscl.models.tiny"]   # importing nscl.data.x runs nscl/data/__init__ first
+    assert "nscl.data" in graph["nscl.models.tiny"]  # importing nscl.data.x runs nscl/data/__init__ first
 
 
 def test_circles_finds_a_planted_circle(tmp_path):
@@ -127,8 +127,13 @@ def test_the_package_has_no_import_circle():
 
 @pytest.mark.parametrize("level", range(len(LAYERS)))
 def test_lower_layers_never_import_upwards(level):
-    upward = {(module, target) for module, targets in import_graph().items() if layer_of(module) == level
-              for target in targets if (layer_of(target) is None or layer_of(target) > level)}
+    upward = {
+        (module, target)
+        for module, targets in import_graph().items()
+        if layer_of(module) == level
+        for target in targets
+        if (layer_of(target) is None or layer_of(target) > level)
+    }
     assert not upward, f"layer {LAYERS[level]} imports from above it: {sorted(upward)}"
 
 
@@ -143,9 +148,16 @@ def test_imports_of_the_package_sit_at_module_level():
         tree = ast.parse(path.read_text())
         top_level = {id(node) for node in tree.body}
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and id(node) not in top_level and (node.module or "").startswith("nscl"):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and id(node) not in top_level
+                and (node.module or "").startswith("nscl")
+            ):
                 inside.add(module_name(path))
-            elif isinstance(node, ast.Import) and id(node) not in top_level and \
-                    any(a.name.startswith("nscl") for a in node.names):
+            elif (
+                isinstance(node, ast.Import)
+                and id(node) not in top_level
+                and any(a.name.startswith("nscl") for a in node.names)
+            ):
                 inside.add(module_name(path))
     assert inside <= LAZY_BY_DESIGN, f"imports of nscl inside functions: {sorted(inside - LAZY_BY_DESIGN)}"

@@ -18,8 +18,8 @@ def test_block_output_change_sees_only_its_own_layers_prompts():
     encoder, tokens = _encoder()
     offset = torch.zeros_like(encoder.bank.prompts)
     assert block_output_change(encoder, tokens, offset) == 0.0
-    offset[1] = torch.randn_like(offset[1])             # the second block's prompts: block 1 does not see them
+    offset[1] = torch.randn_like(offset[1])  # the second block's prompts: block 1 does not see them
     assert block_output_change(encoder, tokens, offset) == 0.0
-    offset[0] = 0.1 * torch.randn_like(offset[0])       # its own prompts: the outputs move
+    offset[0] = 0.1 * torch.randn_like(offset[0])  # its own prompts: the outputs move
     assert block_output_change(encoder, tokens, offset) > 1e-4
-    assert encoder.bank.normed_offset is None           # the offset is removed afterwards
+    assert encoder.bank.normed_offset is None  # the offset is removed afterwards

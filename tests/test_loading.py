@@ -41,8 +41,9 @@ def test_train_augmentations_keep_shape_and_follow_the_generator():
 def test_flip_really_flips():
     images = torch.zeros(64, 3, 4, 4, dtype=torch.uint8)
     images[..., 0] = 255  # left column white
-    out = BatchTransform(size=4, augment="flip", mean=(0, 0, 0), std=(1, 1, 1))(images, train=True,
-                                                                                generator=torch.Generator().manual_seed(0))
+    out = BatchTransform(size=4, augment="flip", mean=(0, 0, 0), std=(1, 1, 1))(
+        images, train=True, generator=torch.Generator().manual_seed(0)
+    )
     flipped = out[:, 0, 0, -1] == 1.0
     assert 10 < int(flipped.sum()) < 54 and torch.all(out[flipped, :, :, 0] == 0)
 
@@ -66,8 +67,9 @@ def gradient(height, width):
     import numpy as np
 
     rows, cols = np.mgrid[0:height, 0:width]
-    return np.stack([cols * 255 // max(width - 1, 1), rows * 255 // max(height - 1, 1),
-                     np.full_like(rows, 60)], axis=-1).astype(np.uint8)
+    return np.stack(
+        [cols * 255 // max(width - 1, 1), rows * 255 // max(height - 1, 1), np.full_like(rows, 60)], axis=-1
+    ).astype(np.uint8)
 
 
 def test_folder_images_arrive_at_their_own_size(tmp_path):

@@ -6,12 +6,20 @@ import torch
 
 from nscl.analysis.modalities import across_task_variance, layer_statistics, parameter_set, spread_statistics, tower_of
 
-V_UP, V_DOWN = "visual.transformer.resblocks.0.adaptmlp.up_proj.weight", "visual.transformer.resblocks.0.adaptmlp.down_proj.weight"
+V_UP, V_DOWN = (
+    "visual.transformer.resblocks.0.adaptmlp.up_proj.weight",
+    "visual.transformer.resblocks.0.adaptmlp.down_proj.weight",
+)
 T_UP, T_DOWN = "transformer.resblocks.0.adaptmlp.up_proj.weight", "transformer.resblocks.0.adaptmlp.down_proj.weight"
 V_UP1 = "visual.transformer.resblocks.1.adaptmlp.up_proj.weight"
 
-INIT = {V_UP: torch.zeros(2), V_DOWN: torch.tensor([1.0, 1.0]), T_UP: torch.zeros(2), T_DOWN: torch.tensor([5.0, 5.0]),
-        V_UP1: torch.zeros(2)}
+INIT = {
+    V_UP: torch.zeros(2),
+    V_DOWN: torch.tensor([1.0, 1.0]),
+    T_UP: torch.zeros(2),
+    T_DOWN: torch.tensor([5.0, 5.0]),
+    V_UP1: torch.zeros(2),
+}
 TASK0 = {**INIT, V_UP: torch.tensor([1.0, -1.0]), V_DOWN: torch.tensor([2.0, 0.0]), T_UP: torch.tensor([0.5, 0.5])}
 TASK1 = {**TASK0, V_UP: torch.tensor([3.0, -3.0]), V_UP1: torch.tensor([4.0, 0.0])}
 
@@ -40,6 +48,8 @@ def test_spread_and_drift_hand_worked():
 
 
 def test_across_task_and_layer_variance():
-    np.testing.assert_allclose(across_task_variance([TASK0, TASK1], INIT, "visual"), [1.0, 1.0, 4.0, 0.0])  # block 0 then block 1
+    np.testing.assert_allclose(
+        across_task_variance([TASK0, TASK1], INIT, "visual"), [1.0, 1.0, 4.0, 0.0]
+    )  # block 0 then block 1
     table = layer_statistics([TASK0, TASK1], INIT, "visual")
     assert table.loc[0, 1] == pytest.approx(9.0) and table.loc[1, 1] == pytest.approx(4.0)

@@ -27,8 +27,16 @@ EXACT = ConditionSpec(NullSpaceRule("energy", 0.0), NullSpaceRule("energy", 0.0)
 
 def small_vit(dtype=torch.float64, seed=0):
     torch.manual_seed(seed)
-    model = timm.create_model("vit_base_patch16_224", pretrained=False, img_size=16, patch_size=8, embed_dim=64,
-                              depth=3, num_heads=2, num_classes=0).to(dtype)
+    model = timm.create_model(
+        "vit_base_patch16_224",
+        pretrained=False,
+        img_size=16,
+        patch_size=8,
+        embed_dim=64,
+        depth=3,
+        num_heads=2,
+        num_classes=0,
+    ).to(dtype)
     for module in model.modules():  # pretrained LayerNorms are far from (1, 0): make ours too
         if isinstance(module, torch.nn.LayerNorm):
             module.weight.data.uniform_(0.5, 1.5)
@@ -92,7 +100,7 @@ def test_block_level_invariance_in_float32():
         raw = block(tokens)
         enc.bank.normed_offset = None
     projected_change = float((moved - base).norm() / base.norm())
-    raw_change = float((raw - base).norm() / base.norm())   # diluted by the residual stream, still clear
+    raw_change = float((raw - base).norm() / base.norm())  # diluted by the residual stream, still clear
     assert projected_change < 1e-4 and raw_change > 1e-3 and projected_change < raw_change / 100
 
 
@@ -117,8 +125,8 @@ def test_layernorm_breaks_first_order_unless_handled():
 
     paper = changes(EXACT)
     handled = changes(ConditionSpec(**{**EXACT.__dict__, "ln_exact": True, "ln_invariant": True}))
-    assert 5 < paper[0] / paper[1] < 20        # linear in the step
-    assert handled[0] / handled[1] > 50        # quadratic in the step
+    assert 5 < paper[0] / paper[1] < 20  # linear in the step
+    assert handled[0] / handled[1] > 50  # quadratic in the step
     assert handled[1] < 1e-5 * 10 and handled[1] < paper[1] / 100
 
 
@@ -137,29 +145,30 @@ def test_recorder_matches_explicitly_stacked_rows():
     enc.bank.recorder = None
     q, attn, wk = captured["q"], captured["attn"], captured["wk"]
     b, h, n, d = q.shape
-    rows1 = torch.cat([q[:, i].reshape(-1, d) @ wk[i] for i in range(h)])     # (h*b*n, D): q_h W_kh
-    rows2 = attn.permute(1, 0, 2, 3).reshape(-1, attn.shape[-1])                # (h*b*n, m)
+    rows1 = torch.cat([q[:, i].reshape(-1, d) @ wk[i] for i in range(h)])  # (h*b*n, D): q_h W_kh
+    rows2 = attn.permute(1, 0, 2, 3).reshape(-1, attn.shape[-1])  # (h*b*n, m)
     torch.testing.assert_close(rec.affinity[layer].matrix, rows1.T @ rows1 / (b * h * n))
     torch.testing.assert_close(rec.aggregation[layer].matrix, rows2.T @ rows2 / (b * h * n))
 
 
 def test_projector_shapes_idempotence_and_normalisation():
-    enc, _, rec = exact_setting(small_vit(), length=12, n_old=1)   # 2 heads x 5 tokens = 10 rows < 12 prompts
+    enc, _, rec = exact_setting(small_vit(), length=12, n_old=1)  # 2 heads x 5 tokens = 10 rows < 12 prompts
     left, right, infos = condition_projectors(rec, EXACT, dtype=torch.float64)
     layers = len(enc.bank.layers)
     assert left.shape == (layers, 12, 12) and right.shape == (layers, 64, 64)
     assert [(i1.null_dim, i2.null_dim) for i1, i2 in infos] == [(54, 2)] * layers
     torch.testing.assert_close(right @ right, right, atol=1e-10, rtol=0)
     torch.testing.assert_close(left @ left, left, atol=1e-10, rtol=0)
-    normed_left, normed_right, _ = condition_projectors(rec, ConditionSpec(**{**EXACT.__dict__, "normalize": True}),
-                                                        dtype=torch.float64)
-    torch.testing.assert_close(normed_left, left / 2 ** 0.5)       # divided by its Frobenius norm sqrt(k)
-    torch.testing.assert_close(normed_right, right / 54 ** 0.5)
+    normed_left, normed_right, _ = condition_projectors(
+        rec, ConditionSpec(**{**EXACT.__dict__, "normalize": True}), dtype=torch.float64
+    )
+    torch.testing.assert_close(normed_left, left / 2**0.5)  # divided by its Frobenius norm sqrt(k)
+    torch.testing.assert_close(normed_right, right / 54**0.5)
 
 
 def test_drift_penalty_hand_worked():
-    prev = torch.tensor([[[1.0, 3.0], [0.0, 0.0]]])       # token means 2, 0; stds 1, 0
-    now = torch.tensor([[[2.0, 6.0], [1.0, -1.0]]])       # token means 4, 0; stds 2, 1
+    prev = torch.tensor([[[1.0, 3.0], [0.0, 0.0]]])  # token means 2, 0; stds 1, 0
+    now = torch.tensor([[[2.0, 6.0], [1.0, -1.0]]])  # token means 4, 0; stds 2, 1
     # mean term: (|4-2| + |0-0|)/2 = 1; std term: (|2-1| + |1-0|)/2 = 1
     assert drift_penalty(now, prev).item() == pytest.approx(2.0)
     two_layers = torch.cat([now, now])
@@ -175,8 +184,16 @@ def shapes_tasks():
 
 
 def tiny_nsp2(null_space=True, head="task_linear", **overrides):
-    cfg = NSP2Config(null_space=null_space, prompt_length=4, head=head, lr=0.01, milestones=(1,),
-                     temperature=1.0 if head == "text" else 4.0, refine=RefineConfig(epochs=2), **overrides)
+    cfg = NSP2Config(
+        null_space=null_space,
+        prompt_length=4,
+        head=head,
+        lr=0.01,
+        milestones=(1,),
+        temperature=1.0 if head == "text" else 4.0,
+        refine=RefineConfig(epochs=2),
+        **overrides,
+    )
     transform = BatchTransform(size=16)
     if head == "text":
         clip = small_clip()
@@ -191,6 +208,7 @@ def test_the_update_of_the_prompts_is_projected_on_both_sides(shapes_tasks):
     info = method.null_space_info[-1]
     assert left.shape == (3, 4, 4) and right.shape == (3, 64, 64) and all(i1.null_dim < 64 for i1, _ in info)
     from nscl.methods.base import TaskInfo
+
     task = TaskInfo(1, shapes_tasks.scenario.task_positions(1), 4, shapes_tasks.class_names, 48, 3, 1)
     method.begin_task(task)
     images, labels = shapes_tasks.task(1).images[:16], shapes_tasks.task(1).targets[:16]
@@ -205,8 +223,12 @@ def test_the_update_of_the_prompts_is_projected_on_both_sides(shapes_tasks):
 def test_killed_nsp2_run_resumes_with_the_same_results(shapes_tasks, tmp_path, head):
     config = RunConfig(epochs=1, batch_size=16, progress=False)
     full = run_continual(tiny_nsp2(head=head, refine_head=head == "text"), shapes_tasks, config)
-    run_continual(tiny_nsp2(head=head, refine_head=head == "text"), shapes_tasks,
-                  RunConfig(epochs=1, batch_size=16, progress=False, max_tasks=2), run_dir=tmp_path)
+    run_continual(
+        tiny_nsp2(head=head, refine_head=head == "text"),
+        shapes_tasks,
+        RunConfig(epochs=1, batch_size=16, progress=False, max_tasks=2),
+        run_dir=tmp_path,
+    )
     assert json.loads((tmp_path / "metrics.json").read_text())["tasks_done"] == 2
     resumed = run_continual(tiny_nsp2(head=head, refine_head=head == "text"), shapes_tasks, config, run_dir=tmp_path)
     np.testing.assert_allclose(resumed.accuracy, full.accuracy, atol=1e-12)
@@ -214,7 +236,9 @@ def test_killed_nsp2_run_resumes_with_the_same_results(shapes_tasks, tmp_path, h
     a, b = full.extras["report"], resumed.extras["report"]
     layers = len(tiny_nsp2().encoder.bank.layers)
     assert a["null_space"] == b["null_space"] and len(b["null_space"]) == 2 * layers * shapes_tasks.n_tasks
-    assert all(torch.equal(x, y) for x, y in zip(a["prompts"], b["prompts"])) and len(b["prompts"]) == shapes_tasks.n_tasks
+    assert (
+        all(torch.equal(x, y) for x, y in zip(a["prompts"], b["prompts"])) and len(b["prompts"]) == shapes_tasks.n_tasks
+    )
 
 
 def test_seq_baseline_has_no_projection_and_no_penalty(shapes_tasks):

@@ -18,8 +18,9 @@ from nscl.nullspace import (
 
 def low_rank_inputs(n=200, d=32, rank=12, dtype=torch.float64, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(n, rank, generator=g, dtype=torch.float64)
-            @ torch.randn(rank, d, generator=g, dtype=torch.float64)).to(dtype)
+    return (
+        torch.randn(n, rank, generator=g, dtype=torch.float64) @ torch.randn(rank, d, generator=g, dtype=torch.float64)
+    ).to(dtype)
 
 
 def relative_output_change(weight, update, inputs):
@@ -69,7 +70,7 @@ def test_projector_is_symmetric_idempotent_and_annihilates_retained_directions()
     assert torch.linalg.norm(x_old @ projector) / torch.linalg.norm(x_old) < 1e-12
     # the normalised projector (NSP² official) is the same projector scaled by 1/sqrt(k)
     normalised, _ = null_space_projector(cov, NullSpaceRule("energy", 0.0), normalize=True, dtype=torch.float64)
-    torch.testing.assert_close(normalised, projector / 15 ** 0.5)
+    torch.testing.assert_close(normalised, projector / 15**0.5)
 
 
 def test_accumulator_sums_batches_and_tasks():
@@ -157,12 +158,15 @@ def test_empty_null_space_warns_and_gives_a_zero_update():
     torch.testing.assert_close(mixed, 0.1 * torch.eye(6))
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(mode="svd"), "not known"),
-    (dict(mode="energy", value=1.5), "fraction"),
-    (dict(mode="drop_top", value=1.5), "integer"),
-    (dict(mode="threshold", value=-1.0), "non-negative"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(mode="svd"), "not known"),
+        (dict(mode="energy", value=1.5), "fraction"),
+        (dict(mode="drop_top", value=1.5), "integer"),
+        (dict(mode="threshold", value=-1.0), "non-negative"),
+    ],
+)
 def test_bad_rules_fail_clearly(kwargs, match):
     with pytest.raises(ValueError, match=match):
         NullSpaceRule(**kwargs)

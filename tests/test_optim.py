@@ -40,8 +40,13 @@ def test_identity_projection_equals_torch_adamw(weight_decay):
     """Equal up to float32 rounding: the projected path applies the decay inside the update."""
     init = torch.randn(6, 10, generator=torch.Generator().manual_seed(8))
     ours, ref = init.clone().requires_grad_(), init.clone().requires_grad_()
-    opt = ProjectedAdam([ours], lr=1e-2, weight_decay=weight_decay, decoupled_weight_decay=True,
-                        projections={ours: TwoSidedProjection(right=torch.eye(10))})
+    opt = ProjectedAdam(
+        [ours],
+        lr=1e-2,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=True,
+        projections={ours: TwoSidedProjection(right=torch.eye(10))},
+    )
     ref_opt = torch.optim.AdamW([ref], lr=1e-2, weight_decay=weight_decay)
     for grad in grad_sequence(init.shape, 25, seed=2):
         ours.grad, ref.grad = grad.clone(), grad.clone()
@@ -89,8 +94,7 @@ def test_training_in_the_null_space_keeps_old_outputs():
     x_new = torch.randn(100, 20, generator=g, dtype=torch.float64)
     layer = torch.nn.Linear(20, 5, bias=False, dtype=torch.float64)
     old_out = layer(x_old).detach()
-    projector, _ = null_space_projector(uncentered_covariance(x_old), NullSpaceRule("energy", 0.0),
-                                        dtype=torch.float64)
+    projector, _ = null_space_projector(uncentered_covariance(x_old), NullSpaceRule("energy", 0.0), dtype=torch.float64)
     # a new task that a null-space update can solve: targets from a teacher W + D P
     teacher = layer.weight.detach() + torch.randn(5, 20, generator=g, dtype=torch.float64) @ projector
     y_new = x_new @ teacher.T

@@ -13,7 +13,7 @@ def test_with_run_overrides_only_what_is_given():
 
 
 def test_reference_text_cites_the_paper_or_says_there_is_none():
-    assert "87.27" in nsp2_experiment("paper", "vit", "cifar100-10s").reference_text()   # VPT-Seq, Table 1
+    assert "87.27" in nsp2_experiment("paper", "vit", "cifar100-10s").reference_text()  # VPT-Seq, Table 1
     assert "no published numbers for shapes100-10s" in nsp2_experiment("tiny", "vit").reference_text()
 
 
@@ -23,7 +23,7 @@ def test_dmnsp_variants_are_named_changes_of_the_recipe():
     benchmark, cfg, _ = dmnsp_recipe("tiny")
     assert benchmark == "shapes100-tinted-10s" and cfg.energy_threshold == 0.985
     _, paper_cfg, _ = dmnsp_recipe("paper")
-    assert paper_cfg.top_select == 1 and paper_cfg.energy_threshold is None     # the official configs
+    assert paper_cfg.top_select == 1 and paper_cfg.energy_threshold is None  # the official configs
     assert VARIANTS["code"]["variant"] == "code"
     experiment = dmnsp_experiment("tiny", variants=("paper", "top1"), joint=False)
     assert list(experiment.methods) == ["zero-shot CLIP", "adapter-Seq", "DMNSP", "DMNSP (top1)"]

@@ -25,15 +25,19 @@ TASK_SIZES = {"5s": (10,) * 5, "10s": (5,) * 10, "25s": (2,) * 25, "25-5": (25,)
 @pytest.fixture
 def no_data_or_weights(monkeypatch):
     """Recipes, configs and experiments must load no data set and build no backbone."""
+
     def forbidden(*args, **kwargs):
         raise AssertionError("loaded data or weights")
 
     import nscl.data.benchmarks as benchmarks
     import nscl.models.backbones as backbones
     import nscl.models.tiny as tiny
+
     monkeypatch.setattr(benchmarks, "load_dataset", forbidden)
-    for module, names in ((tiny, ("pretrained_tiny_vit", "pretrained_tiny_clip")),
-                          (backbones, ("build_vit", "build_clip"))):
+    for module, names in (
+        (tiny, ("pretrained_tiny_vit", "pretrained_tiny_clip")),
+        (backbones, ("build_vit", "build_clip")),
+    ):
         for name in names:
             monkeypatch.setattr(module, name, forbidden)
 
@@ -50,16 +54,19 @@ def table_rows(doc: str, first_cell: str) -> list[list[str]]:
 
 # -- cross-protocol paper recipes ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize("method, backbone", [("nsp2", "vit"), ("nsp2", "clip"), ("dmnsp", "clip")])
 @pytest.mark.parametrize("benchmark", PAPER_PROTOCOLS)
 def test_every_method_backbone_and_paper_protocol_builds_a_validated_experiment(
-        method, backbone, benchmark, tmp_path, no_data_or_weights):
+    method, backbone, benchmark, tmp_path, no_data_or_weights
+):
     for folder in DATA_FOLDERS:
         (tmp_path / folder).mkdir()
-    config = ExperimentConfig(method=method, backbone=backbone, preset="paper", benchmark=benchmark,
-                              data_root=str(tmp_path))
+    config = ExperimentConfig(
+        method=method, backbone=backbone, preset="paper", benchmark=benchmark, data_root=str(tmp_path)
+    )
     experiment = config.experiment()
-    assert experiment.benchmark is BENCHMARKS[benchmark]          # the benchmark's own data definition
+    assert experiment.benchmark is BENCHMARKS[benchmark]  # the benchmark's own data definition
     assert set(config.selected_methods()) <= set(experiment.methods)
 
 
@@ -85,16 +92,23 @@ def test_vpt_values_follow_the_docstring_table():
         dataset = BENCHMARKS[benchmark].dataset
         assert transforms == ("cifar100" if dataset == "cifar100" else "folder set")
     # the stated sources: CIFAR-100 by task size, TinyImageNet from ImageNet-R, never extrapolated
-    assert [nsp2_recipe("paper", "vit", b)[1].temperature for b in ("cifar100-10-10", "cifar100-5-5", "cifar100-2-2",
-                                                                    "tinyimagenet-100-5")] == [28.0, 25.0, 25.0, 30.0]
+    assert [
+        nsp2_recipe("paper", "vit", b)[1].temperature
+        for b in ("cifar100-10-10", "cifar100-5-5", "cifar100-2-2", "tinyimagenet-100-5")
+    ] == [28.0, 25.0, 25.0, 30.0]
     assert nsp2_recipe("paper", "vit", "tinyimagenet-100-20")[1].conditions.eta1 == 0.94
 
 
 @pytest.mark.parametrize("benchmark", PAPER_PROTOCOLS)
 def test_clip_nsp2_and_dmnsp_recipes_are_the_same_on_every_protocol(benchmark):
     _, clip, clip_run = nsp2_recipe("paper", "clip", benchmark)
-    assert (clip.temperature, clip.conditions.eta1, clip.lr, clip_run.data_repeats, clip_run.batch_size) == \
-        (1.0, 0.98, 0.001, 2, 220)
+    assert (clip.temperature, clip.conditions.eta1, clip.lr, clip_run.data_repeats, clip_run.batch_size) == (
+        1.0,
+        0.98,
+        0.001,
+        2,
+        220,
+    )
     _, cfg, run = dmnsp_recipe("paper", benchmark)
     assert (cfg.lr, cfg.weight_decay, cfg.warmup_steps, run.epochs, run.batch_size) == (1e-3, 0.0, 30, 4, 128)
     assert cfg == dmnsp_recipe("paper", "cifar100-10-10")[1] and run == dmnsp_recipe("paper", "cifar100-10-10")[2]
@@ -137,6 +151,7 @@ def test_recipes_reject_a_preset_and_benchmark_that_do_not_meet():
 
 # -- tiny look-alikes ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("shape", list(TINY_SHAPES))
 def test_tiny_protocols_split_the_50_novel_classes_as_intended(shape):
     grey, tinted = BENCHMARKS[f"shapes100-{shape}"], BENCHMARKS[f"shapes100-tinted-{shape}"]
@@ -145,7 +160,7 @@ def test_tiny_protocols_split_the_50_novel_classes_as_intended(shape):
         scenario = benchmark_scenario(bench.id)
         tasks = [set(scenario.task_classes(t)) for t in range(scenario.n_tasks)]
         assert [len(t) for t in tasks] == list(TASK_SIZES[shape])
-        assert set().union(*tasks) == set(NOVEL_CLASSES) and sum(map(len, tasks)) == 50   # disjoint, covering
+        assert set().union(*tasks) == set(NOVEL_CLASSES) and sum(map(len, tasks)) == 50  # disjoint, covering
     assert dict(grey.options) == {} and dict(tinted.options) == {"background": "tinted"}
 
 
@@ -171,16 +186,19 @@ def test_the_lookalike_map_covers_the_ten_protocols_by_its_stated_rule():
     equal = {name: s for name, s in TINY_SHAPES.items() if s.initial_increment == s.increment}
     for paper, alike in LOOKALIKES.items():
         bench, tiny = BENCHMARKS[paper], TINY_SHAPES[alike.shape]
-        if bench.initial_increment > bench.increment:      # a large first task: half the pool, as in B100 of 200
+        if bench.initial_increment > bench.increment:  # a large first task: half the pool, as in B100 of 200
             assert tiny.initial_increment / 50 == bench.initial_increment / bench.n_classes
-        else:                                              # equal tasks: the nearest task count
+        else:  # equal tasks: the nearest task count
             nearest = min(equal, key=lambda s: abs(math.log(equal[s].n_tasks / bench.n_tasks)))
             assert alike.shape == nearest
         assert lookalike(paper, "nsp2") == f"shapes100-{alike.shape}"
         assert lookalike(paper, "dmnsp") == f"shapes100-tinted-{alike.shape}"
     assert LOOKALIKES["tinyimagenet-100-20"].shape == "25-5" and LOOKALIKES["cifar100-10s"].shape == "10s"
-    documented = {row[0]: (row[2], row[3]) for row in table_rows(protocols.__doc__, r"[a-z0-9]+-[a-z0-9-]+")
-                  if row[0] in PAPER_PROTOCOLS}
+    documented = {
+        row[0]: (row[2], row[3])
+        for row in table_rows(protocols.__doc__, r"[a-z0-9]+-[a-z0-9-]+")
+        if row[0] in PAPER_PROTOCOLS
+    }
     assert documented == {p: (a.shape, a.reason) for p, a in LOOKALIKES.items()}
 
 
@@ -199,18 +217,20 @@ def test_the_tiny_grid_runs_each_method_and_its_controls_on_every_tiny_protocol(
 
 # -- smoke: a 2-task, 1-epoch run of the large-base protocol for each method ------------------------
 
-@pytest.mark.parametrize("method, label, benchmark", [("nsp2", "VPT-NSP²", "shapes100-25-5"),
-                                                      ("dmnsp", "DMNSP", "shapes100-tinted-25-5")])
+
+@pytest.mark.parametrize(
+    "method, label, benchmark", [("nsp2", "VPT-NSP²", "shapes100-25-5"), ("dmnsp", "DMNSP", "shapes100-tinted-25-5")]
+)
 def test_a_two_task_run_on_the_large_base_protocol(method, label, benchmark, tmp_path, monkeypatch):
     from nscl.data.benchmarks import load_benchmark
 
     monkeypatch.setenv("NSCL_CACHE", os.environ.get("NSCL_CACHE", str(repo_root() / ".cache" / "nscl")))
     experiment = ExperimentConfig(method=method, benchmark=benchmark, epochs=1, max_tasks=2).experiment()
-    data = load_benchmark(benchmark, 0, shapes_train_per_class=12, shapes_test_per_class=6)   # small: seconds
+    data = load_benchmark(benchmark, 0, shapes_train_per_class=12, shapes_test_per_class=6)  # small: seconds
     result = experiment.run_one(label, 0, tmp_path / "run", data=data)
     accuracy = result.accuracy_frame()
     assert result.accuracy.shape[0] == 2
     tested = accuracy[accuracy.train_task == accuracy.train_task.max()].set_index("eval_task").n_test
-    assert tested.to_dict() == {0: 25 * 6, 1: 5 * 6}                 # 25 classes first, then 5
+    assert tested.to_dict() == {0: 25 * 6, 1: 5 * 6}  # 25 classes first, then 5
     assert ((accuracy.accuracy >= 0) & (accuracy.accuracy <= 1)).all()
     assert (tmp_path / "run" / "metrics.json").exists() and (tmp_path / "run" / "accuracy.csv").exists()

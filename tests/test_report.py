@@ -33,14 +33,19 @@ def write_run(run_dir, benchmark: str, method: str, seed: int, matrix, epochs: i
     r = np.array(matrix, dtype=float)
     sizes = np.full(len(r), 100)
     run_dir.mkdir(parents=True)
-    rows = [dict(train_task=i, eval_task=j, accuracy=r[i, j], accuracy_task_aware=r[i, j], n_test=100)
-            for i in range(len(r)) for j in range(i + 1)]
+    rows = [
+        dict(train_task=i, eval_task=j, accuracy=r[i, j], accuracy_task_aware=r[i, j], n_test=100)
+        for i in range(len(r))
+        for j in range(i + 1)
+    ]
     pd.DataFrame(rows).to_csv(run_dir / "accuracy.csv", index=False)
     metrics = {"tasks_done": len(r), **summarize(r, sizes).as_dict(), "settings": "0"}
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
     (run_dir / "run.json").write_text(json.dumps({"benchmark": benchmark, "method": method, "seed": seed}))
-    config = {"method": method, "run_config": {"epochs": epochs, "batch_size": 4, "seed": seed, "device": "cpu",
-                                               "precision": "fp32"}}
+    config = {
+        "method": method,
+        "run_config": {"epochs": epochs, "batch_size": 4, "seed": seed, "device": "cpu", "precision": "fp32"},
+    }
     (run_dir / "config.json").write_text(json.dumps(config))
 
 
@@ -64,12 +69,12 @@ def test_means_and_stds_over_seeds_are_the_known_ones(root):
     runs = collect.load_runs(collect.resolve_run_root(root))
     assert len(runs) == 8 and set(runs.epochs) == {1}
     summary = report.seed_summary(runs).set_index(["method", "metric"])
-    last = summary.loc[("VPT-NSP²", "last_accuracy")]     # seeds: (0.8 + 0.9) / 2 = 0.85 and 0.65
+    last = summary.loc[("VPT-NSP²", "last_accuracy")]  # seeds: (0.8 + 0.9) / 2 = 0.85 and 0.65
     assert last["mean"] == pytest.approx(75.0) and last["std"] == pytest.approx(math.sqrt(200))
     assert last["seeds"] == 2
-    forgetting = summary.loc[("VPT-NSP²", "forgetting")]   # 1.0 - 0.8 and 0.9 - 0.6
+    forgetting = summary.loc[("VPT-NSP²", "forgetting")]  # 1.0 - 0.8 and 0.9 - 0.6
     assert forgetting["mean"] == pytest.approx(25.0) and forgetting["std"] == pytest.approx(math.sqrt(50))
-    average = summary.loc[("DMNSP", "average_incremental_accuracy")]   # (0.7 + 0.55) / 2, (0.8 + 0.65) / 2
+    average = summary.loc[("DMNSP", "average_incremental_accuracy")]  # (0.7 + 0.55) / 2, (0.8 + 0.65) / 2
     assert average["mean"] == pytest.approx(67.5)
     table = report.benchmark_table(report.seed_summary(runs), "shapes100-10s", 2)
     assert table.loc["VPT-NSP²", "last (ours)"] == "75.0 ± 14.1"
@@ -79,8 +84,9 @@ def test_means_and_stds_over_seeds_are_the_known_ones(root):
 def test_mean_matrix_and_per_task_curves(root):
     runs = collect.load_runs(root)
     accuracy = collect.load_accuracy(runs)
-    np.testing.assert_allclose(report.mean_matrix(accuracy, "shapes100-10s", 2, "VPT-NSP²"),
-                               [[0.95, np.nan], [0.7, 0.8]])
+    np.testing.assert_allclose(
+        report.mean_matrix(accuracy, "shapes100-10s", 2, "VPT-NSP²"), [[0.95, np.nan], [0.7, 0.8]]
+    )
     curves = step_curves(accuracy)
     seed0 = curves[(curves.method == "VPT-NSP²") & (curves.seed == 0)].sort_values("task")
     np.testing.assert_allclose(seed0.accuracy, [1.0, 0.85])
@@ -134,18 +140,29 @@ def test_papers_numbers_join_by_label_with_their_source(root):
 
 
 def test_two_runs_of_one_method_and_seed_are_refused(root):
-    write_run(root / "again" / "VPT-NSP²" / "seed0", "shapes100-10s", "VPT-NSP²", 0, MATRICES[("VPT-NSP²", 0)],
-              epochs=5)
+    write_run(
+        root / "again" / "VPT-NSP²" / "seed0", "shapes100-10s", "VPT-NSP²", 0, MATRICES[("VPT-NSP²", 0)], epochs=5
+    )
     with pytest.raises(ValueError, match="same benchmark, method, seed"):
         collect.load_runs(root)
-    with pytest.raises(ValueError, match="same benchmark, method, seed"):   # python -m nscl report, too
+    with pytest.raises(ValueError, match="same benchmark, method, seed"):  # python -m nscl report, too
         report_tables(root)
 
 
 def test_adam_moments_are_read_from_report_files(root):
     run_dir = root / "dmnsp" / "shapes100-10s" / "seed0" / "DMNSP"
-    rows = [{"task": t, "tower": "visual", "weight": "down_proj", "share_nonfinite_exp_avg_sq": 0.5 * t,
-             "share_nonfinite_exp_avg": 0.0, "share_unchanged": 0.1, "n_entries": 8} for t in range(2)]
+    rows = [
+        {
+            "task": t,
+            "tower": "visual",
+            "weight": "down_proj",
+            "share_nonfinite_exp_avg_sq": 0.5 * t,
+            "share_nonfinite_exp_avg": 0.0,
+            "share_unchanged": 0.1,
+            "n_entries": 8,
+        }
+        for t in range(2)
+    ]
     torch.save({"adam_moments": rows, "log": []}, run_dir / "report.pt")
     moments = report.adam_moments(collect.load_runs(root))
     assert len(moments) == 2 and set(moments.method) == {"DMNSP"} and moments.share_nonfinite_exp_avg_sq.max() == 0.5
@@ -187,8 +204,8 @@ def test_heat_maps_of_long_sequences_thin_their_tick_labels():
 def test_accuracy_keeps_the_task_aware_column(root, tmp_path):
     accuracy = collect.load_accuracy(collect.load_runs(root))
     assert accuracy.accuracy_task_aware.notna().all()
-    assert np.allclose(accuracy.accuracy, accuracy.accuracy_task_aware)   # write_run stores the same matrix
-    old = tmp_path / "old"   # a run written before nscl recorded the task-aware accuracy
+    assert np.allclose(accuracy.accuracy, accuracy.accuracy_task_aware)  # write_run stores the same matrix
+    old = tmp_path / "old"  # a run written before nscl recorded the task-aware accuracy
     write_run(old / "run", "shapes100-10s", "VPT-Seq", 0, MATRICES[("VPT-Seq", 0)])
     frame = pd.read_csv(old / "run" / "accuracy.csv").drop(columns="accuracy_task_aware")
     frame.to_csv(old / "run" / "accuracy.csv", index=False)

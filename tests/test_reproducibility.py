@@ -42,11 +42,12 @@ print("RESULT", json.dumps(out))
 
 def _run_once() -> dict:
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=repo_root(), env=env, capture_output=True, text=True,
-                          timeout=900)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=repo_root(), env=env, capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def test_two_fresh_processes_give_bit_identical_runs():

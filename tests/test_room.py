@@ -18,10 +18,10 @@ def _coordinate_bases():
 def test_null_shares_split_a_known_gradient():
     right, left = _coordinate_bases()
     g = torch.zeros(1, 2, 5)
-    g[0, 0, 0] = 1.0   # outside both
-    g[0, 1, 0] = 1.0   # aggregation-null only
-    g[0, 0, 3] = 2.0   # affinity-null only
-    g[0, 1, 4] = 2.0   # in both (energy 4 of 10)
+    g[0, 0, 0] = 1.0  # outside both
+    g[0, 1, 0] = 1.0  # aggregation-null only
+    g[0, 0, 3] = 2.0  # affinity-null only
+    g[0, 1, 4] = 2.0  # in both (energy 4 of 10)
     shares = null_shares(g, right, left)[0]
     assert shares.tolist() == pytest.approx([8 / 10, 5 / 10, 4 / 10])
 
@@ -58,7 +58,7 @@ def test_projector_gain_matches_the_built_projector(normalize):
 
 
 def test_survival_recorder_measures_the_kept_share():
-    left = torch.diag(torch.tensor([1.0, 0.0]))[None]         # keep token 0 only
+    left = torch.diag(torch.tensor([1.0, 0.0]))[None]  # keep token 0 only
     recorder = SurvivalRecorder(TwoSidedProjection(left, None))
     update = torch.zeros(1, 2, 3)
     update[0, 0, 0], update[0, 1, 0] = 3.0, 4.0

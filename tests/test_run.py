@@ -16,22 +16,24 @@ CONFIG = RunConfig(epochs=3, batch_size=32, progress=False)
 
 @pytest.fixture(scope="module")
 def digits():
-    return ContinualData(load_dataset("digits", "train"), load_dataset("digits", "test"),
-                         Scenario.equal_split(list(range(10)), 5))
+    return ContinualData(
+        load_dataset("digits", "train"), load_dataset("digits", "test"), Scenario.equal_split(list(range(10)), 5)
+    )
 
 
 def make_method(null_space=None, **kw):
     transform = BatchTransform(size=8, mean=(0.3,) * 3, std=(0.4,) * 3)
-    return SharedLayerClassifier(RandomReLUFeatures(64, 128), 128, transform,
-                                 SharedLayerConfig(null_space=null_space, **kw))
+    return SharedLayerClassifier(
+        RandomReLUFeatures(64, 128), 128, transform, SharedLayerConfig(null_space=null_space, **kw)
+    )
 
 
 def test_seq_runs_end_to_end_and_writes_tidy_results(digits, tmp_path):
     result = run_continual(make_method(), digits, CONFIG, run_dir=tmp_path)
     acc = result.accuracy
     assert acc.shape == (5, 5) and np.isnan(acc[0, 1]) and np.all(np.isfinite(np.tril(acc)))
-    assert np.all(np.diag(result.accuracy_task_aware) > 0.9)   # it learns each task ...
-    assert result.metrics.forgetting > 0.2                       # ... and sequential training forgets
+    assert np.all(np.diag(result.accuracy_task_aware) > 0.9)  # it learns each task ...
+    assert result.metrics.forgetting > 0.2  # ... and sequential training forgets
     frame = result.accuracy_frame()
     assert list(frame.columns) == ["train_task", "eval_task", "accuracy", "accuracy_task_aware", "n_test"]
     assert len(frame) == 15
@@ -49,7 +51,7 @@ def test_exact_null_space_keeps_old_task_outputs(digits):
     assert len(changes) == 4 and max(changes) < 1e-10, changes
     seq = OutputRecorder(digits.task(0, "train").images, columns=slice(0, 2))
     run_continual(make_method(dtype="float64"), digits, CONFIG, after_task=seq)
-    assert min(seq.changes()) > 1e-3   # without the projection the same outputs move
+    assert min(seq.changes()) > 1e-3  # without the projection the same outputs move
     assert result.metrics_task_aware.forgetting == 0.0
     assert min(np.diag(result.accuracy_task_aware)) > 0.6  # new tasks are still learnt
 
@@ -78,12 +80,12 @@ def test_killed_run_resumes_with_the_same_metrics(digits, tmp_path):
 
 
 def test_a_run_dir_with_other_settings_is_never_overwritten(digits, tmp_path):
-    run_continual(make_method(), digits, RunConfig(epochs=1, batch_size=32, progress=False, max_tasks=1),
-                  run_dir=tmp_path)
+    run_continual(
+        make_method(), digits, RunConfig(epochs=1, batch_size=32, progress=False, max_tasks=1), run_dir=tmp_path
+    )
     before = (tmp_path / "checkpoint.pt").read_bytes()
     with pytest.raises(RunMismatchError, match="other settings"):
-        run_continual(make_method(lr=0.5), digits, RunConfig(epochs=1, batch_size=32, progress=False),
-                      run_dir=tmp_path)
+        run_continual(make_method(lr=0.5), digits, RunConfig(epochs=1, batch_size=32, progress=False), run_dir=tmp_path)
     with pytest.raises(RunMismatchError, match="resume=True"):
         run_continual(make_method(), digits, CONFIG, run_dir=tmp_path, resume=False)
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
@@ -98,6 +100,7 @@ def test_bad_run_config_fails_clearly():
 
 # -- checkpoints and run directories (issue 13) ------------------------------------------------------
 
+
 def _ckpt_tasks(path):
     return torch.load(path, weights_only=False)["tasks_done"]
 
@@ -107,8 +110,9 @@ def _files(run_dir, names=("accuracy.csv", "metrics.json", "config.json", "tasks
 
 
 def test_the_previous_checkpoint_is_kept_and_no_temporary_file_is_left(digits, tmp_path):
-    run_continual(make_method(), digits, RunConfig(epochs=1, batch_size=32, progress=False, max_tasks=3),
-                  run_dir=tmp_path)
+    run_continual(
+        make_method(), digits, RunConfig(epochs=1, batch_size=32, progress=False, max_tasks=3), run_dir=tmp_path
+    )
     assert _ckpt_tasks(tmp_path / "checkpoint.pt") == 3 and _ckpt_tasks(tmp_path / "checkpoint.prev.pt") == 2
     assert not list(tmp_path.glob("*.tmp"))
 
@@ -119,11 +123,17 @@ def test_a_damaged_checkpoint_is_reported_and_the_run_resumes_from_the_previous_
 
     config = RunConfig(epochs=1, batch_size=32, progress=False)
     full = run_continual(make_method(NullSpaceRule("energy", 1e-2)), digits, config)
-    run_continual(make_method(NullSpaceRule("energy", 1e-2)), digits, RunConfig(epochs=1, batch_size=32,
-                  progress=False, max_tasks=3), run_dir=tmp_path)
+    run_continual(
+        make_method(NullSpaceRule("energy", 1e-2)),
+        digits,
+        RunConfig(epochs=1, batch_size=32, progress=False, max_tasks=3),
+        run_dir=tmp_path,
+    )
     ckpt = tmp_path / "checkpoint.pt"
     data = ckpt.read_bytes()
-    ckpt.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "garbage": b"not a checkpoint\x00" * 50}[damage])
+    ckpt.write_bytes(
+        {"truncated": data[: len(data) // 2], "empty": b"", "garbage": b"not a checkpoint\x00" * 50}[damage]
+    )
     with pytest.warns(CheckpointWarning, match=rf"{ckpt}.*resuming from the previous checkpoint \(after task 2\)"):
         resumed = run_continual(make_method(NullSpaceRule("energy", 1e-2)), digits, config, run_dir=tmp_path)
     np.testing.assert_array_equal(resumed.accuracy, full.accuracy)
@@ -135,8 +145,9 @@ def test_with_no_readable_checkpoint_the_run_starts_over_and_says_so(digits, tmp
 
     config = RunConfig(epochs=1, batch_size=32, progress=False)
     full = run_continual(make_method(), digits, config)
-    run_continual(make_method(), digits, RunConfig(epochs=1, batch_size=32, progress=False, max_tasks=2),
-                  run_dir=tmp_path)
+    run_continual(
+        make_method(), digits, RunConfig(epochs=1, batch_size=32, progress=False, max_tasks=2), run_dir=tmp_path
+    )
     (tmp_path / "checkpoint.pt").write_bytes(b"")
     (tmp_path / "checkpoint.prev.pt").write_bytes(b"\x80garbage")
     with pytest.warns(CheckpointWarning, match="starts over from the first task"):
@@ -148,12 +159,13 @@ def test_a_finished_run_reopened_with_fewer_tasks_reads_back_the_first_ones(digi
     config = RunConfig(epochs=1, batch_size=32, progress=False, max_tasks=3)
     first = run_continual(make_method(), digits, config, run_dir=tmp_path)
     before = _files(tmp_path)
-    fewer = run_continual(make_method(), digits, RunConfig(epochs=1, batch_size=32, progress=False, max_tasks=2),
-                          run_dir=tmp_path)
+    fewer = run_continual(
+        make_method(), digits, RunConfig(epochs=1, batch_size=32, progress=False, max_tasks=2), run_dir=tmp_path
+    )
     assert fewer.accuracy.shape == (2, 2) and len(fewer.tasks) == 2
     np.testing.assert_array_equal(fewer.accuracy, first.accuracy[:2, :2])
     assert fewer.extras["tasks_in_state"] == 3
-    assert _files(tmp_path) == before                 # the 3-task results are not rewritten
+    assert _files(tmp_path) == before  # the 3-task results are not rewritten
 
 
 def test_results_of_other_settings_are_never_overwritten_even_without_a_checkpoint(digits, tmp_path):
@@ -167,7 +179,7 @@ def test_results_of_other_settings_are_never_overwritten_even_without_a_checkpoi
     with pytest.raises(RunMismatchError, match="resume=True"):
         run_continual(make_method(), digits, small, run_dir=tmp_path, resume=False)
     assert _files(tmp_path) == before
-    (tmp_path / "config.json").unlink()                 # results of unknown settings: refused too
+    (tmp_path / "config.json").unlink()  # results of unknown settings: refused too
     with pytest.raises(RunMismatchError, match="no config.json"):
         run_continual(make_method(), digits, small, run_dir=tmp_path)
     assert _files(tmp_path) == {k: v for k, v in before.items() if k != "config.json"}
@@ -188,15 +200,17 @@ def test_run_all_merges_run_root_metrics_across_calls(digits, tmp_path):
     from nscl.data.benchmarks import BENCHMARKS
     from nscl.experiment.experiment import Experiment
 
-    experiment = Experiment(benchmark=BENCHMARKS["shapes100-10s"], data=lambda seed: digits,
-                            run=RunConfig(epochs=1, batch_size=32, progress=False, max_tasks=2),
-                            methods={"NS": lambda seed: make_method(NullSpaceRule("energy", 1e-2)),
-                                     "Seq": lambda seed: make_method()})
+    experiment = Experiment(
+        benchmark=BENCHMARKS["shapes100-10s"],
+        data=lambda seed: digits,
+        run=RunConfig(epochs=1, batch_size=32, progress=False, max_tasks=2),
+        methods={"NS": lambda seed: make_method(NullSpaceRule("energy", 1e-2)), "Seq": lambda seed: make_method()},
+    )
     experiment.run_all(seeds=[0, 1], run_root=tmp_path, only=["NS"])
     experiment.run_all(seeds=[0], run_root=tmp_path, only=["Seq"])
     frame = pd.read_csv(tmp_path / "metrics.csv")
     assert sorted(zip(frame.method, frame.seed)) == [("NS", 0), ("NS", 1), ("Seq", 0)]
-    experiment.run_all(seeds=[0], run_root=tmp_path, only=["Seq"])      # again: replaced, not duplicated
+    experiment.run_all(seeds=[0], run_root=tmp_path, only=["Seq"])  # again: replaced, not duplicated
     assert len(pd.read_csv(tmp_path / "metrics.csv")) == 3
     labels = json.loads((tmp_path / "Seq" / "seed0" / "run.json").read_text())
     assert labels["method"] == "Seq" and labels["seed"] == 0 and labels["benchmark"] == "shapes100-10s"
@@ -204,10 +218,11 @@ def test_run_all_merges_run_root_metrics_across_calls(digits, tmp_path):
 
 def test_after_task_is_called_for_the_tasks_this_call_trains(digits, tmp_path):
     calls = []
-    record = lambda t, method: calls.append((t, method.name))   # noqa: E731
-    run_continual(make_method(), digits, RunConfig(epochs=1, batch_size=32, max_tasks=2), run_dir=tmp_path,
-                  after_task=record)
+    record = lambda t, method: calls.append((t, method.name))  # noqa: E731
+    run_continual(
+        make_method(), digits, RunConfig(epochs=1, batch_size=32, max_tasks=2), run_dir=tmp_path, after_task=record
+    )
     assert [t for t, _ in calls] == [0, 1]
-    calls.clear()   # resumed: tasks 1-2 come from the checkpoint, tasks 3-5 are trained
+    calls.clear()  # resumed: tasks 1-2 come from the checkpoint, tasks 3-5 are trained
     run_continual(make_method(), digits, RunConfig(epochs=1, batch_size=32), run_dir=tmp_path, after_task=record)
     assert [t for t, _ in calls] == [2, 3, 4]

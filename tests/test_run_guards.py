@@ -21,8 +21,9 @@ CONFIG = RunConfig(epochs=3, batch_size=32, progress=False)
 
 @pytest.fixture(scope="module")
 def digits():
-    return ContinualData(load_dataset("digits", "train"), load_dataset("digits", "test"),
-                         Scenario.equal_split(list(range(10)), 5))
+    return ContinualData(
+        load_dataset("digits", "train"), load_dataset("digits", "test"), Scenario.equal_split(list(range(10)), 5)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,22 +40,36 @@ def linear_method(**kw):
 
 def small_nsp2(null_space: bool, lr: float) -> NSP2:
     torch.manual_seed(0)
-    vit = timm.create_model("vit_base_patch16_224", pretrained=False, img_size=16, patch_size=8, embed_dim=64,
-                            depth=2, num_heads=2, num_classes=0)
-    return NSP2(vit, BatchTransform(size=16), NSP2Config(null_space=null_space, lr=lr, milestones=(1,),
-                                                         temperature=4.0))
+    vit = timm.create_model(
+        "vit_base_patch16_224",
+        pretrained=False,
+        img_size=16,
+        patch_size=8,
+        embed_dim=64,
+        depth=2,
+        num_heads=2,
+        num_classes=0,
+    )
+    return NSP2(
+        vit, BatchTransform(size=16), NSP2Config(null_space=null_space, lr=lr, milestones=(1,), temperature=4.0)
+    )
 
 
 # -- divergence ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("null_space", [False, True], ids=["VPT-Seq", "VPT-NSP2"])
 def test_a_diverging_run_stops_at_once_and_writes_nothing(shapes_tasks, tmp_path, null_space):
     """lr 1e30: Seq used to end with exit 0 and NaN prompts, NSP² in an ill-conditioned eigh."""
     with pytest.raises(DivergedError) as err:
-        run_continual(small_nsp2(null_space, lr=1e30), shapes_tasks, RunConfig(epochs=2, batch_size=16, progress=False),
-                      run_dir=tmp_path)
+        run_continual(
+            small_nsp2(null_space, lr=1e30),
+            shapes_tasks,
+            RunConfig(epochs=2, batch_size=16, progress=False),
+            run_dir=tmp_path,
+        )
     message = str(err.value)
-    assert "task 1/3, epoch 1/2, step 2/" in message                # the first step after the 1e30 update
+    assert "task 1/3, epoch 1/2, step 2/" in message  # the first step after the 1e30 update
     assert "lower the learning rate" in message and "lr=1e+30" in message and str(tmp_path) in message
     assert not (tmp_path / "checkpoint.pt").exists() and not (tmp_path / "metrics.json").exists()
     assert not (tmp_path / "accuracy.csv").exists()
@@ -87,7 +102,7 @@ class NaNAt(SharedLayerClassifier):
 
 def test_the_error_names_the_first_bad_step_and_earlier_tasks_stay_saved(digits, tmp_path):
     steps = -(-len(digits.task(1, "train")) // CONFIG.batch_size)
-    bad = steps + 3      # task 2, epoch 2, step 3
+    bad = steps + 3  # task 2, epoch 2, step 3
     with pytest.raises(DivergedError, match=rf"task 2/5, epoch 2/3, step 3/{steps}\b"):
         run_continual(NaNAt(task=1, step=bad), digits, CONFIG, run_dir=tmp_path)
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["tasks_done"] == 1
@@ -122,6 +137,7 @@ def test_the_loss_guard_reads_the_device_once_per_epoch_not_per_step(digits, mon
 
 # -- configs rejected at construction ----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kwargs, field", [({"eta1": 1.5}, "eta1"), ({"eta2": -0.1}, "eta2"), ({"eta1": "1"}, "eta1")])
 def test_condition_spec_rejects_eta_outside_0_1(kwargs, field):
     with pytest.raises(ValueError, match=rf"ConditionSpec\.{field}=.*\[0, 1\]"):
@@ -129,30 +145,46 @@ def test_condition_spec_rejects_eta_outside_0_1(kwargs, field):
     ConditionSpec(eta1=0.0, eta2=1.0)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"lr": 0}, r"DMNSPConfig\.lr=0"), ({"lr": -1e-3}, r"DMNSPConfig\.lr=-0.001"),
-    ({"bottleneck": 0}, r"DMNSPConfig\.bottleneck=0.*>= 1"), ({"adapter_dropout": 1.5}, r"adapter_dropout=1.5.*\[0, 1\)"),
-    ({"adapter_dropout": 1.0}, r"adapter_dropout=1.0"), ({"adapter_dropout": -0.1}, r"adapter_dropout=-0.1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"lr": 0}, r"DMNSPConfig\.lr=0"),
+        ({"lr": -1e-3}, r"DMNSPConfig\.lr=-0.001"),
+        ({"bottleneck": 0}, r"DMNSPConfig\.bottleneck=0.*>= 1"),
+        ({"adapter_dropout": 1.5}, r"adapter_dropout=1.5.*\[0, 1\)"),
+        ({"adapter_dropout": 1.0}, r"adapter_dropout=1.0"),
+        ({"adapter_dropout": -0.1}, r"adapter_dropout=-0.1"),
+    ],
+)
 def test_dmnsp_config_rejects_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DMNSPConfig(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"lr": 0}, "lr=0"), ({"gamma": -0.1}, "gamma"), ({"drift_weight": -1}, "drift_weight"),
-    ({"accumulate": "max"}, "accumulate='max'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"lr": 0}, "lr=0"),
+        ({"gamma": -0.1}, "gamma"),
+        ({"drift_weight": -1}, "drift_weight"),
+        ({"accumulate": "max"}, "accumulate='max'"),
+    ],
+)
 def test_nsp2_config_rejects_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
         NSP2Config(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"max_tasks": 0}, r"max_tasks=0.*>= 1"), ({"max_tasks": -1}, r"max_tasks=-1.*>= 1"),
-    ({"device": "gpu"}, r"device='gpu'.*'cpu', 'cuda', 'cuda:N'"), ({"epochs": 1.5}, r"epochs=1.5.*integer"),
-    ({"progress": "no"}, r"progress='no'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"max_tasks": 0}, r"max_tasks=0.*>= 1"),
+        ({"max_tasks": -1}, r"max_tasks=-1.*>= 1"),
+        ({"device": "gpu"}, r"device='gpu'.*'cpu', 'cuda', 'cuda:N'"),
+        ({"epochs": 1.5}, r"epochs=1.5.*integer"),
+        ({"progress": "no"}, r"progress='no'"),
+    ],
+)
 def test_run_config_rejects_bad_values_naming_field_value_and_accepted(kwargs, match):
     with pytest.raises(ValueError, match=match):
         RunConfig(**kwargs)
@@ -162,11 +194,14 @@ def test_run_config_rejects_bad_values_naming_field_value_and_accepted(kwargs, m
 def test_unknown_benchmark_ids_give_one_value_error_listing_the_valid_ids():
     from nscl.presets import dmnsp_experiment, load_benchmark, nsp2_experiment
 
-    for make in (lambda: nsp2_experiment("tiny", "vit", "cifar100-10x"), lambda: dmnsp_experiment("tiny", "nope"),
-                 lambda: load_benchmark("nope")):
+    for make in (
+        lambda: nsp2_experiment("tiny", "vit", "cifar100-10x"),
+        lambda: dmnsp_experiment("tiny", "nope"),
+        lambda: load_benchmark("nope"),
+    ):
         with pytest.raises(ValueError, match=r"unknown benchmark .*choose one of .*'shapes100-10s'") as err:
             make()
-        assert not str(err.value).startswith('"')   # not a KeyError's quoted repr
+        assert not str(err.value).startswith('"')  # not a KeyError's quoted repr
 
 
 @pytest.mark.parametrize("seeds", [3, "abc", [0, "1"], [], [-1]])
@@ -179,6 +214,7 @@ def test_run_all_says_seeds_must_be_a_list_of_ints(seeds):
 
 
 # -- data errors -------------------------------------------------------------------------------------
+
 
 def test_an_empty_imagenet_r_folder_says_what_is_missing_and_how_to_prepare_it(tmp_path):
     (tmp_path / "imagenet-r").mkdir()

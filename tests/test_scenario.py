@@ -11,9 +11,9 @@ def test_equal_split_sizes_order_and_disjointness():
     assert sc.n_tasks == 10 and sc.n_classes == 100
     tasks = [sc.task_classes(t) for t in range(10)]
     assert all(len(t) == 10 for t in tasks)
-    assert [c for t in tasks for c in t] == order            # tasks follow the order
-    assert len(set().union(*map(set, tasks))) == 100          # and are disjoint
-    assert tasks[0][:3] == (87, 0, 52)                        # DMNSP / Continual-CLIP order starts 87, 0, 52
+    assert [c for t in tasks for c in t] == order  # tasks follow the order
+    assert len(set().union(*map(set, tasks))) == 100  # and are disjoint
+    assert tasks[0][:3] == (87, 0, 52)  # DMNSP / Continual-CLIP order starts 87, 0, 52
     assert list(sc.task_positions(3)) == list(range(30, 40))
 
 
@@ -39,12 +39,15 @@ def test_position_lookup_and_task_indices():
     np.testing.assert_array_equal(lookup[targets[sc.task_indices(targets, 1)]], [2, 3])
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(class_order=(0, 1, 1), initial_increment=1, increment=1), "repeats"),
-    (dict(class_order=tuple(range(10)), initial_increment=3, increment=3), "remainder"),
-    (dict(class_order=tuple(range(10)), initial_increment=0, increment=2), "initial_increment"),
-    (dict(class_order=tuple(range(10)), initial_increment=2, increment=0), "increment"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(class_order=(0, 1, 1), initial_increment=1, increment=1), "repeats"),
+        (dict(class_order=tuple(range(10)), initial_increment=3, increment=3), "remainder"),
+        (dict(class_order=tuple(range(10)), initial_increment=0, increment=2), "initial_increment"),
+        (dict(class_order=tuple(range(10)), initial_increment=2, increment=0), "increment"),
+    ],
+)
 def test_bad_scenarios_fail_clearly(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Scenario(**kwargs)

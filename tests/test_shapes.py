@@ -95,13 +95,14 @@ def test_tinted_backgrounds_are_coloured_and_deterministic() -> None:
     tinted = make_shapes100("test", n_per_class=20, image_size=32, classes=range(10), background="tinted")
     again = make_shapes100("test", n_per_class=20, image_size=32, classes=range(10), background="tinted")
     assert torch.equal(tinted.images, again.images)
-    assert tinted.name == "shapes100-tinted"          # run fingerprints tell the two looks apart
+    assert tinted.name == "shapes100-tinted"  # run fingerprints tell the two looks apart
     tinted = tinted.images.float() / 255
 
     def corner_saturation(images: torch.Tensor) -> torch.Tensor:
         # per-image channel spread of the 3x3 corners, which the shape never reaches (mean over corners)
-        corners = torch.cat([images[..., :3, :3], images[..., :3, -3:], images[..., -3:, :3], images[..., -3:, -3:]],
-                            dim=-1)
+        corners = torch.cat(
+            [images[..., :3, :3], images[..., :3, -3:], images[..., -3:, :3], images[..., -3:, -3:]], dim=-1
+        )
         spread = corners.amax(dim=1) - corners.amin(dim=1)
         return spread.flatten(1).mean(1)
 
@@ -180,9 +181,17 @@ def test_colour_and_shape_are_learnable_on_held_out_images(single_thread: None) 
 
     torch.manual_seed(0)
     net = nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(64, 10),
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveMaxPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, 10),
     )
     x, y = _standardise(train.images), train.targets % 10
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)

@@ -49,8 +49,27 @@ def test_expand_validates_every_point_before_running(tmp_path):
 
 
 def test_sweep_command_lists_the_points(tmp_path, capsys):
-    assert main(["sweep", "--dry-run", "--methods", "nsp2", "dmnsp", "--benchmarks", "shapes100-10s",
-                 "--seeds", "0", "1", "--run-root", str(tmp_path), "--epochs", "1"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "--dry-run",
+                "--methods",
+                "nsp2",
+                "dmnsp",
+                "--benchmarks",
+                "shapes100-10s",
+                "--seeds",
+                "0",
+                "1",
+                "--run-root",
+                str(tmp_path),
+                "--epochs",
+                "1",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "4 point(s)" in out and "dmnsp/shapes100-10s/seed1" in out
     with pytest.raises(SystemExit) as exit_:
@@ -61,7 +80,7 @@ def test_sweep_command_lists_the_points(tmp_path, capsys):
 def test_a_tiny_grid_on_local_ray_resumes_skips_and_reports_a_failing_point(tmp_path, ray_session, capsys):
     start = time.perf_counter()
     runs = expand(["nsp2"], ["shapes100-10s"], [0, 1], tmp_path, **SETTINGS)
-    failing = ExperimentConfig(seeds=[2], overrides={"lr": 1e30}, **SETTINGS)     # diverges at once
+    failing = ExperimentConfig(seeds=[2], overrides={"lr": 1e30}, **SETTINGS)  # diverges at once
     runs.append(SweepRun(failing, point_dir(tmp_path, failing)))
 
     # seed 1 stopped after its first task (here: a sequential sweep with max_tasks=1, no Ray)
@@ -70,7 +89,7 @@ def test_a_tiny_grid_on_local_ray_resumes_skips_and_reports_a_failing_point(tmp_
     seed1 = runs[1].run_dir / "VPT-Seq"
     task1_log = pd.read_csv(seed1 / "tasks.csv")
 
-    outcomes = sweep(runs, num_cpus=2)        # a local Ray with 2 CPU slots: 2 points at a time
+    outcomes = sweep(runs, num_cpus=2)  # a local Ray with 2 CPU slots: 2 points at a time
     assert ray_session.cluster_resources()["CPU"] == 2
     assert [o["state"] for o in outcomes] == ["done", "done", "failed"]
     assert "DivergedError" in outcomes[2]["error"] and "lower the learning rate" in outcomes[2]["error"]
@@ -80,9 +99,9 @@ def test_a_tiny_grid_on_local_ray_resumes_skips_and_reports_a_failing_point(tmp_
         metrics = json.loads((run.run_dir / "VPT-Seq" / "metrics.json").read_text())
         assert metrics["tasks_done"] == 2 and 0 < metrics["last_accuracy"] <= 1
     resumed_log = pd.read_csv(seed1 / "tasks.csv")
-    pd.testing.assert_frame_equal(resumed_log.iloc[:1], task1_log)        # task 1 was read back, not retrained
+    pd.testing.assert_frame_equal(resumed_log.iloc[:1], task1_log)  # task 1 was read back, not retrained
 
-    again = sweep(runs[:2], num_cpus=2)       # started again: finished points are skipped
+    again = sweep(runs[:2], num_cpus=2)  # started again: finished points are skipped
     assert [o["state"] for o in again] == ["skipped", "skipped"]
 
     tables = report_tables(tmp_path)

@@ -21,8 +21,13 @@ FIVE = protocols.BASE_CLASSES[:5]
 
 
 def _uint8_batch(n: int = 2) -> torch.Tensor:
-    return torch.randint(0, 256, (n, 3, protocols.TINY_IMAGE_SIZE, protocols.TINY_IMAGE_SIZE), dtype=torch.uint8,
-                         generator=torch.Generator().manual_seed(0))
+    return torch.randint(
+        0,
+        256,
+        (n, 3, protocols.TINY_IMAGE_SIZE, protocols.TINY_IMAGE_SIZE),
+        dtype=torch.uint8,
+        generator=torch.Generator().manual_seed(0),
+    )
 
 
 def test_base_and_novel_classes_form_a_checkerboard():

@@ -25,8 +25,10 @@ def as_uint8(x: torch.Tensor) -> torch.Tensor:
     return (x * 255).round().to(torch.uint8)
 
 
-@pytest.mark.parametrize("height, width, scale", [(32, 32, (0.08, 1.0)), (64, 48, (0.9, 1.0)), (300, 500, (0.08, 1.0)),
-                                                  (10, 100, (0.9, 1.0))])
+@pytest.mark.parametrize(
+    "height, width, scale",
+    [(32, 32, (0.08, 1.0)), (64, 48, (0.9, 1.0)), (300, 500, (0.08, 1.0)), (10, 100, (0.9, 1.0))],
+)
 def test_crop_sampling_is_torchvision_get_params_drawn_from_the_generator(height, width, scale):
     image = torch.zeros(3, height, width)
     for seed in range(20):
@@ -38,8 +40,9 @@ def test_crop_sampling_is_torchvision_get_params_drawn_from_the_generator(height
         assert expected == (0, 43, 10, 13)
 
 
-@pytest.mark.parametrize("interpolation, mode", [("bicubic", T.InterpolationMode.BICUBIC),
-                                                 ("bilinear", T.InterpolationMode.BILINEAR)])
+@pytest.mark.parametrize(
+    "interpolation, mode", [("bicubic", T.InterpolationMode.BICUBIC), ("bilinear", T.InterpolationMode.BILINEAR)]
+)
 def test_train_crop_equals_torchvision_random_resized_crop(interpolation, mode):
     images = torch.stack([smooth_image(32, 32, seed) for seed in range(6)])
     tf = BatchTransform(size=48, augment="rrc", rrc_scale=(0.08, 1.0), interpolation=interpolation, **PLAIN)
@@ -48,9 +51,11 @@ def test_train_crop_equals_torchvision_random_resized_crop(interpolation, mode):
     torch.manual_seed(3)
     expected = torch.stack([crop(img) for img in images])  # one RNG stream through the batch, as nscl
     assert torch.equal(out, expected)
-    other = as_uint8(BatchTransform(size=48, augment="rrc", interpolation="bilinear" if interpolation == "bicubic"
-                                    else "bicubic", **PLAIN)(images, train=True,
-                                                             generator=torch.Generator().manual_seed(3)))
+    other = as_uint8(
+        BatchTransform(
+            size=48, augment="rrc", interpolation="bilinear" if interpolation == "bicubic" else "bicubic", **PLAIN
+        )(images, train=True, generator=torch.Generator().manual_seed(3))
+    )
     assert not torch.equal(out, other)  # the interpolation really is the one asked for
 
 
@@ -63,8 +68,9 @@ def test_train_crops_of_different_sized_images_follow_torchvision():
     assert torch.equal(out, torch.stack([crop(img) for img in images]))
 
 
-@pytest.mark.parametrize("policy, torch_policy", [("imagenet", v2.AutoAugmentPolicy.IMAGENET),
-                                                  ("cifar10", v2.AutoAugmentPolicy.CIFAR10)])
+@pytest.mark.parametrize(
+    "policy, torch_policy", [("imagenet", v2.AutoAugmentPolicy.IMAGENET), ("cifar10", v2.AutoAugmentPolicy.CIFAR10)]
+)
 def test_autoaugment_uses_the_policy_and_bilinear_interpolation(policy, torch_policy):
     images = torch.stack([smooth_image(32, 32, seed) for seed in range(32)])
     # rrc_scale (1, 1) on square images crops the whole image at its size, leaving AutoAugment's output visible
@@ -100,8 +106,10 @@ def test_eval_geometry_is_the_official_one_per_recipe():
     image = smooth_image(300, 400)
     bilinear, bicubic = T.InterpolationMode.BILINEAR, T.InterpolationMode.BICUBIC
     cases = {  # nscl transform -> the official torchvision steps on a PIL image
-        "vpt folder": (nsp2_transform("imagenet_r", "vit", **PLAIN),
-                       (T.Resize((256, 256), bilinear), T.CenterCrop(224))),
+        "vpt folder": (
+            nsp2_transform("imagenet_r", "vit", **PLAIN),
+            (T.Resize((256, 256), bilinear), T.CenterCrop(224)),
+        ),
         "vpt cifar": (nsp2_transform("cifar100", "vit", **PLAIN), (T.Resize((224, 224), bicubic),)),
         "clip": (nsp2_transform("domainnet", "clip", **PLAIN), (T.Resize(224, bicubic), T.CenterCrop(224))),
     }

@@ -14,7 +14,7 @@ def test_accuracy_matrix_labels_tasks_from_one(n):
     """Large matrices (a 25-task protocol) get seaborn's thinned ticks, still numbered from task 1."""
     accuracy = np.tril(np.full((n, n), 0.5))
     accuracy[np.triu_indices(n, 1)] = np.nan
-    fig, ax = plt.subplots(figsize=(2.5, 2.5))   # small panels, as in a grid of matrices
+    fig, ax = plt.subplots(figsize=(2.5, 2.5))  # small panels, as in a grid of matrices
     plot_accuracy_matrix(ax, accuracy)
     fig.canvas.draw()
     x = [int(t.get_text()) for t in ax.get_xticklabels()]

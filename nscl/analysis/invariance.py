@@ -15,8 +15,14 @@ import torch
 from nscl.models.encoders import PromptedEncoder
 from nscl.nsp2.conditions import ConditionRecorder
 
-__all__ = ["collect_conditions", "relative_change", "offset_change", "block_output_change", "prompt_step_change",
-           "OutputRecorder"]
+__all__ = [
+    "collect_conditions",
+    "relative_change",
+    "offset_change",
+    "block_output_change",
+    "prompt_step_change",
+    "OutputRecorder",
+]
 
 
 @dataclass
@@ -41,8 +47,12 @@ class OutputRecorder:
 
 
 @torch.no_grad()
-def collect_conditions(encoder: PromptedEncoder, batches: Iterable[torch.Tensor], heads: tuple[int, ...] | None = None,
-                       n_samples: int | None = None) -> ConditionRecorder:
+def collect_conditions(
+    encoder: PromptedEncoder,
+    batches: Iterable[torch.Tensor],
+    heads: tuple[int, ...] | None = None,
+    n_samples: int | None = None,
+) -> ConditionRecorder:
     """One task's condition matrices for every prompted layer (all heads, or only `heads`)."""
     bank = encoder.bank
     recorder = ConditionRecorder(bank.layers, encoder.width, bank.length, device=bank.prompts.device, heads=heads)
@@ -62,8 +72,9 @@ def relative_change(before: torch.Tensor, after: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def block_output_change(encoder: PromptedEncoder, block_input: torch.Tensor, offset: torch.Tensor,
-                        block: int = 0) -> float:
+def block_output_change(
+    encoder: PromptedEncoder, block_input: torch.Tensor, offset: torch.Tensor, block: int = 0
+) -> float:
     """Change of one prompted block's image-token outputs when `offset` (L, m, D) is added to the
     layer-normed prompts, with the tokens entering the block (`block_input`, (B, N, D)) held fixed."""
     prompted = encoder.prompted_blocks()[block]
@@ -89,8 +100,9 @@ def offset_change(encoder: PromptedEncoder, images: torch.Tensor, offset: torch.
 
 
 @torch.no_grad()
-def prompt_step_change(encoder: PromptedEncoder, images: torch.Tensor, direction: torch.Tensor,
-                       steps: Iterable[float]) -> list[float]:
+def prompt_step_change(
+    encoder: PromptedEncoder, images: torch.Tensor, direction: torch.Tensor, steps: Iterable[float]
+) -> list[float]:
     """Change of the features when the raw prompts move by eps * direction, for each eps (then restored)."""
     prompts = encoder.bank.prompts
     start = prompts.detach().clone()

@@ -23,8 +23,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["tower_of", "PARAMETER_SETS", "parameter_set", "spread_statistics", "across_task_variance",
-           "layer_statistics"]
+__all__ = [
+    "tower_of",
+    "PARAMETER_SETS",
+    "parameter_set",
+    "spread_statistics",
+    "across_task_variance",
+    "layer_statistics",
+]
 
 Snapshot = Mapping[str, torch.Tensor]
 PARAMETER_SETS = ("up_proj.weight", "down_proj.weight - init", "all")
@@ -47,8 +53,9 @@ def _selected(name: str, which: str) -> bool:
     return name.endswith(which.split(" ")[0])
 
 
-def parameter_set(snapshot: Snapshot, initial: Snapshot, tower: str, which: str,
-                  layer: int | None = None) -> torch.Tensor:
+def parameter_set(
+    snapshot: Snapshot, initial: Snapshot, tower: str, which: str, layer: int | None = None
+) -> torch.Tensor:
     """One tower's parameters of one set, flattened (float64), optionally from one block only."""
     if which not in PARAMETER_SETS:
         raise ValueError(f"which={which!r}: choose one of {PARAMETER_SETS}")
@@ -73,8 +80,9 @@ def _kurtosis(x: torch.Tensor) -> float:
     return float(centred.pow(4).mean() / var.pow(2) - 3.0) if var > 0 else float("nan")
 
 
-def spread_statistics(snapshots: Sequence[Snapshot], initial: Snapshot,
-                      towers: Sequence[str] = ("visual", "text")) -> pd.DataFrame:
+def spread_statistics(
+    snapshots: Sequence[Snapshot], initial: Snapshot, towers: Sequence[str] = ("visual", "text")
+) -> pd.DataFrame:
     """Per task, tower and parameter set: mean, std, variance, percentiles, kurtosis and drift."""
     rows = []
     for which in PARAMETER_SETS:
@@ -83,26 +91,42 @@ def spread_statistics(snapshots: Sequence[Snapshot], initial: Snapshot,
             for task, snapshot in enumerate(snapshots):
                 x = parameter_set(snapshot, initial, tower, which)
                 q = torch.quantile(x.float(), torch.tensor([0.001, 0.01, 0.99, 0.999])).double()
-                rows.append({"task": task, "tower": tower, "set": which, "n": x.numel(), "mean": float(x.mean()),
-                             "std": float(x.std(unbiased=False)), "variance": float(x.var(unbiased=False)),
-                             "p0.1": float(q[0]), "p1": float(q[1]), "p99": float(q[2]), "p99.9": float(q[3]),
-                             "excess_kurtosis": _kurtosis(x),
-                             "drift": float((x - previous).norm() / np.sqrt(x.numel()))})
+                rows.append(
+                    {
+                        "task": task,
+                        "tower": tower,
+                        "set": which,
+                        "n": x.numel(),
+                        "mean": float(x.mean()),
+                        "std": float(x.std(unbiased=False)),
+                        "variance": float(x.var(unbiased=False)),
+                        "p0.1": float(q[0]),
+                        "p1": float(q[1]),
+                        "p99": float(q[2]),
+                        "p99.9": float(q[3]),
+                        "excess_kurtosis": _kurtosis(x),
+                        "drift": float((x - previous).norm() / np.sqrt(x.numel())),
+                    }
+                )
                 previous = x
     return pd.DataFrame(rows)
 
 
-def across_task_variance(snapshots: Sequence[Snapshot], initial: Snapshot, tower: str,
-                         which: str = "up_proj.weight") -> torch.Tensor:
+def across_task_variance(
+    snapshots: Sequence[Snapshot], initial: Snapshot, tower: str, which: str = "up_proj.weight"
+) -> torch.Tensor:
     """Each element's variance over the task snapshots (population variance, one value per element)."""
     stack = torch.stack([parameter_set(s, initial, tower, which) for s in snapshots])
     return stack.var(dim=0, unbiased=False)
 
 
-def layer_statistics(snapshots: Sequence[Snapshot], initial: Snapshot, tower: str,
-                     which: str = "up_proj.weight") -> pd.DataFrame:
+def layer_statistics(
+    snapshots: Sequence[Snapshot], initial: Snapshot, tower: str, which: str = "up_proj.weight"
+) -> pd.DataFrame:
     """Variance of a parameter set per block and task (rows: blocks, columns: tasks)."""
     layers = sorted({_layer_of(n) for n in initial if tower_of(n) == tower})
-    table = {task: [float(parameter_set(s, initial, tower, which, layer).var(unbiased=False)) for layer in layers]
-             for task, s in enumerate(snapshots)}
+    table = {
+        task: [float(parameter_set(s, initial, tower, which, layer).var(unbiased=False)) for layer in layers]
+        for task, s in enumerate(snapshots)
+    }
     return pd.DataFrame(table, index=pd.Index(layers, name="block"))

@@ -39,8 +39,7 @@ def null_bases(method) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     return right, left
 
 
-def null_shares(grad: torch.Tensor, right: Sequence[torch.Tensor], left: Sequence[torch.Tensor]
-                ) -> torch.Tensor:
+def null_shares(grad: torch.Tensor, right: Sequence[torch.Tensor], left: Sequence[torch.Tensor]) -> torch.Tensor:
     """Share of each layer's $\\lVert G_l \\rVert_F^2$ in the affinity null space, the aggregation one, and both.
 
     grad: (L, m, D); right[l]: (D, k1) and left[l]: (m, k2) orthonormal columns. Returns (L, 3):
@@ -48,8 +47,10 @@ def null_shares(grad: torch.Tensor, right: Sequence[torch.Tensor], left: Sequenc
     $\\lVert G\\rVert^2$ (0 for a zero layer).
     """
     if grad.ndim != 3 or len(right) != grad.shape[0] or len(left) != grad.shape[0]:
-        raise ValueError(f"grad must be (L, m, D) with one basis pair per layer; got {tuple(grad.shape)}, "
-                         f"{len(right)} right and {len(left)} left bases")
+        raise ValueError(
+            f"grad must be (L, m, D) with one basis pair per layer; got {tuple(grad.shape)}, "
+            f"{len(right)} right and {len(left)} left bases"
+        )
     rows = []
     for g, u1, u2 in zip(grad.to(torch.float64), right, left):
         u1, u2 = u1.to(g), u2.to(g)
@@ -57,8 +58,13 @@ def null_shares(grad: torch.Tensor, right: Sequence[torch.Tensor], left: Sequenc
         if total == 0.0:
             rows.append([0.0, 0.0, 0.0])
             continue
-        rows.append([float((g @ u1).pow(2).sum()) / total, float((u2.T @ g).pow(2).sum()) / total,
-                     float((u2.T @ g @ u1).pow(2).sum()) / total])
+        rows.append(
+            [
+                float((g @ u1).pow(2).sum()) / total,
+                float((u2.T @ g).pow(2).sum()) / total,
+                float((u2.T @ g @ u1).pow(2).sum()) / total,
+            ]
+        )
     return torch.tensor(rows, dtype=torch.float64)
 
 
@@ -87,7 +93,7 @@ class SurvivalRecorder:
 
     def __init__(self, projection: Callable[[torch.Tensor], torch.Tensor]) -> None:
         self.projection = projection
-        self.ratios: list[torch.Tensor] = []   # one (L,) tensor per step
+        self.ratios: list[torch.Tensor] = []  # one (L,) tensor per step
 
     def __call__(self, update: torch.Tensor) -> torch.Tensor:
         out = self.projection(update)
@@ -112,9 +118,9 @@ def loss_gradients(method, images: torch.Tensor, labels: torch.Tensor) -> tuple[
     prompts = method.prompts
     logits = method._scores(method.encoder.pre_logits(images), task.positions)
     ce = F.cross_entropy(logits.float() / cfg.temperature, labels - task.positions.start)
-    g_ce, = torch.autograd.grad(ce, prompts)
+    (g_ce,) = torch.autograd.grad(ce, prompts)
     g_pen = torch.zeros_like(prompts)
     if method.previous_prompts is not None and cfg.drift_weight:
         pen = cfg.drift_weight * drift_penalty(prompts, method.previous_prompts)
-        g_pen, = torch.autograd.grad(pen, prompts)
+        (g_pen,) = torch.autograd.grad(pen, prompts)
     return g_ce.detach(), g_pen.detach()

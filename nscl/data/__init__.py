@@ -7,6 +7,16 @@ from nscl.data.loading import BatchTransform, iterate_batches
 from nscl.data.scenario import Scenario, available_class_orders, load_class_order
 
 __all__ = [
-    "BatchTransform", "ContinualData", "DATASETS", "DatasetNotFoundError", "FileImageSet", "ImageSet",
-    "Scenario", "TensorImageSet", "available_class_orders", "iterate_batches", "load_class_order", "load_dataset",
+    "BatchTransform",
+    "ContinualData",
+    "DATASETS",
+    "DatasetNotFoundError",
+    "FileImageSet",
+    "ImageSet",
+    "Scenario",
+    "TensorImageSet",
+    "available_class_orders",
+    "iterate_batches",
+    "load_class_order",
+    "load_dataset",
 ]

@@ -31,7 +31,9 @@ class TensorImageSet:
                 f"{self.images.dtype}"
             )
         if self.targets.shape != (self.images.shape[0],):
-            raise ValueError(f"{self.name}: {self.images.shape[0]} images but targets of shape {tuple(self.targets.shape)}")
+            raise ValueError(
+                f"{self.name}: {self.images.shape[0]} images but targets of shape {tuple(self.targets.shape)}"
+            )
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -64,8 +66,9 @@ class FileImageSet:
         if self.targets.shape != (len(self.paths),):
             raise ValueError(f"{self.name}: {len(self.paths)} paths but targets of shape {tuple(self.targets.shape)}")
         if self.storage_size is not None and self.storage_size < 1:
-            raise ValueError(f"{self.name}: storage_size must be a positive int or None (original size), "
-                             f"got {self.storage_size}")
+            raise ValueError(
+                f"{self.name}: storage_size must be a positive int or None (original size), got {self.storage_size}"
+            )
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -73,8 +76,12 @@ class FileImageSet:
     def subset(self, indices: Sequence[int] | np.ndarray) -> FileImageSet:
         idx = np.asarray(indices, dtype=np.int64)
         return FileImageSet(
-            self.name, tuple(self.paths[i] for i in idx), self.targets[torch.as_tensor(idx)], self.classes,
-            self.storage_size, self.meta,
+            self.name,
+            tuple(self.paths[i] for i in idx),
+            self.targets[torch.as_tensor(idx)],
+            self.classes,
+            self.storage_size,
+            self.meta,
         )
 
 

@@ -13,7 +13,14 @@ from nscl.data.protocols import NOVEL_CLASSES, TINY_IMAGE_SIZE, TINY_POOL, TINY_
 from nscl.data.scenario import Scenario, load_class_order
 from nscl.paths import repo_data_dir
 
-__all__ = ["Benchmark", "BENCHMARKS", "UnknownBenchmarkError", "load_benchmark", "benchmark_scenario", "reference_results"]
+__all__ = [
+    "Benchmark",
+    "BENCHMARKS",
+    "UnknownBenchmarkError",
+    "load_benchmark",
+    "benchmark_scenario",
+    "reference_results",
+]
 
 
 @dataclass(frozen=True)
@@ -23,16 +30,18 @@ class Benchmark:
     n_classes: int
     initial_increment: int
     increment: int
-    class_order: str           # "seeded": NSP²'s shuffle by numpy PCG64(2024 + seed); "shapes100_novel": the tiny
+    class_order: str  # "seeded": NSP²'s shuffle by numpy PCG64(2024 + seed); "shapes100_novel": the tiny
     #                            pool (nscl.data.protocols.NOVEL_CLASSES); else a data/class_orders file
-    options: tuple[tuple[str, object], ...] = ()   # extra load_dataset options, e.g. (("background", "tinted"),)
+    options: tuple[tuple[str, object], ...] = ()  # extra load_dataset options, e.g. (("background", "tinted"),)
 
     def __post_init__(self) -> None:
         # a first task may be larger than the increments (B100 Inc10); the rest must split evenly
         rest = self.n_classes - self.initial_increment
         if not 0 < self.initial_increment <= self.n_classes or self.increment <= 0 or rest % self.increment:
-            raise ValueError(f"benchmark {self.id!r}: {self.n_classes} classes do not split into a first task of "
-                             f"{self.initial_increment} and tasks of {self.increment}")
+            raise ValueError(
+                f"benchmark {self.id!r}: {self.n_classes} classes do not split into a first task of "
+                f"{self.initial_increment} and tasks of {self.increment}"
+            )
 
     @property
     def n_tasks(self) -> int:
@@ -47,7 +56,7 @@ class Benchmark:
 class UnknownBenchmarkError(ValueError, KeyError):
     """A benchmark id that is not in BENCHMARKS (a ValueError; also a KeyError for old `except KeyError`)."""
 
-    def __str__(self) -> str:   # KeyError would print the message's repr
+    def __str__(self) -> str:  # KeyError would print the message's repr
         return str(self.args[0]) if self.args else ""
 
 
@@ -58,26 +67,41 @@ class _BenchmarkTable(dict):
         raise UnknownBenchmarkError(f"unknown benchmark {key!r}; choose one of {sorted(self)}")
 
 
-BENCHMARKS: dict[str, Benchmark] = _BenchmarkTable({b.id: b for b in [
-    # NSP²'s protocols name CIFAR-100 classes as its code does ("aquarium fish"); DMNSP's keep torchvision's
-    Benchmark("cifar100-10s", "cifar100", 100, 10, 10, "seeded", (("class_names", "nsp2"),)),
-    Benchmark("cifar100-20s", "cifar100", 100, 5, 5, "seeded", (("class_names", "nsp2"),)),
-    Benchmark("imagenet-r-10s", "imagenet_r", 200, 20, 20, "seeded"),
-    Benchmark("domainnet-10s", "domainnet", 200, 20, 20, "seeded"),
-    Benchmark("cifar100-10-10", "cifar100", 100, 10, 10, "cifar100_dmnsp"),
-    Benchmark("cifar100-5-5", "cifar100", 100, 5, 5, "cifar100_dmnsp"),
-    Benchmark("cifar100-2-2", "cifar100", 100, 2, 2, "cifar100_dmnsp"),
-    Benchmark("tinyimagenet-100-5", "tinyimagenet", 200, 100, 5, "tinyimagenet_dmnsp"),
-    Benchmark("tinyimagenet-100-10", "tinyimagenet", 200, 100, 10, "tinyimagenet_dmnsp"),
-    Benchmark("tinyimagenet-100-20", "tinyimagenet", 200, 100, 20, "tinyimagenet_dmnsp"),
-    # the tiny preset: the 50 novel shapes100 classes (unseen in pretraining) in each tiny shape
-    # (nscl.data.protocols), on grey backgrounds (tiny NSP²; shapes100-10s: 10 tasks of 5) and
-    # tinted ones: a domain shift from the tiny CLIP's pretraining images, so that adapters have
-    # something to learn (as CLIP on 32 px CIFAR); tiny DMNSP's (shapes100-tinted-10s)
-    *[Benchmark(tiny_benchmark_id(shape.name, background), "shapes100", TINY_POOL, shape.initial_increment,
-                shape.increment, "shapes100_novel", () if background == "grey" else (("background", "tinted"),))
-      for background in ("grey", "tinted") for shape in TINY_SHAPES.values()],
-]})
+BENCHMARKS: dict[str, Benchmark] = _BenchmarkTable(
+    {
+        b.id: b
+        for b in [
+            # NSP²'s protocols name CIFAR-100 classes as its code does ("aquarium fish"); DMNSP's keep torchvision's
+            Benchmark("cifar100-10s", "cifar100", 100, 10, 10, "seeded", (("class_names", "nsp2"),)),
+            Benchmark("cifar100-20s", "cifar100", 100, 5, 5, "seeded", (("class_names", "nsp2"),)),
+            Benchmark("imagenet-r-10s", "imagenet_r", 200, 20, 20, "seeded"),
+            Benchmark("domainnet-10s", "domainnet", 200, 20, 20, "seeded"),
+            Benchmark("cifar100-10-10", "cifar100", 100, 10, 10, "cifar100_dmnsp"),
+            Benchmark("cifar100-5-5", "cifar100", 100, 5, 5, "cifar100_dmnsp"),
+            Benchmark("cifar100-2-2", "cifar100", 100, 2, 2, "cifar100_dmnsp"),
+            Benchmark("tinyimagenet-100-5", "tinyimagenet", 200, 100, 5, "tinyimagenet_dmnsp"),
+            Benchmark("tinyimagenet-100-10", "tinyimagenet", 200, 100, 10, "tinyimagenet_dmnsp"),
+            Benchmark("tinyimagenet-100-20", "tinyimagenet", 200, 100, 20, "tinyimagenet_dmnsp"),
+            # the tiny preset: the 50 novel shapes100 classes (unseen in pretraining) in each tiny shape
+            # (nscl.data.protocols), on grey backgrounds (tiny NSP²; shapes100-10s: 10 tasks of 5) and
+            # tinted ones: a domain shift from the tiny CLIP's pretraining images, so that adapters have
+            # something to learn (as CLIP on 32 px CIFAR); tiny DMNSP's (shapes100-tinted-10s)
+            *[
+                Benchmark(
+                    tiny_benchmark_id(shape.name, background),
+                    "shapes100",
+                    TINY_POOL,
+                    shape.initial_increment,
+                    shape.increment,
+                    "shapes100_novel",
+                    () if background == "grey" else (("background", "tinted"),),
+                )
+                for background in ("grey", "tinted")
+                for shape in TINY_SHAPES.values()
+            ],
+        ]
+    }
+)
 
 
 def _benchmark(benchmark_id: str) -> Benchmark:
@@ -86,17 +110,25 @@ def _benchmark(benchmark_id: str) -> Benchmark:
     return BENCHMARKS[benchmark_id]
 
 
-def load_benchmark(benchmark_id: str, seed: int = 0, root: str | Path | None = None, download: bool = False,
-                   shapes_train_per_class: int = 100, shapes_test_per_class: int = 50) -> ContinualData:
+def load_benchmark(
+    benchmark_id: str,
+    seed: int = 0,
+    root: str | Path | None = None,
+    download: bool = False,
+    shapes_train_per_class: int = 100,
+    shapes_test_per_class: int = 50,
+) -> ContinualData:
     """Train/test data of a benchmark with its scenario (class order by the benchmark's rule)."""
     bench = _benchmark(benchmark_id)
     options = dict(bench.options)
     if bench.dataset == "shapes100":
         # seed 1 for the images: other samples than the pretraining set (which only has base classes anyway)
-        train = load_dataset("shapes100", "train", n_per_class=shapes_train_per_class, image_size=TINY_IMAGE_SIZE,
-                             seed=1, **options)
-        test = load_dataset("shapes100", "test", n_per_class=shapes_test_per_class, image_size=TINY_IMAGE_SIZE,
-                            seed=1, **options)
+        train = load_dataset(
+            "shapes100", "train", n_per_class=shapes_train_per_class, image_size=TINY_IMAGE_SIZE, seed=1, **options
+        )
+        test = load_dataset(
+            "shapes100", "test", n_per_class=shapes_test_per_class, image_size=TINY_IMAGE_SIZE, seed=1, **options
+        )
     else:
         if bench.dataset == "cifar100":
             options["download"] = download
@@ -122,4 +154,3 @@ def reference_results(benchmark_id: str, paper: str | None = None) -> pd.DataFra
     frame = pd.read_csv(repo_data_dir() / "reference_results.csv")
     frame = frame[frame.benchmark == benchmark_id]
     return frame if paper is None else frame[frame.paper == paper]
-

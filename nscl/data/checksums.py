@@ -23,8 +23,17 @@ import numpy as np
 
 from nscl.files import atomic_write_text
 
-__all__ = ["CHECKSUMS_FILE", "GENERATOR_VERSION", "STANDARD_SETS", "ShapesChecksumError", "set_key",
-           "class_checksums", "known_checksums", "verify_classes", "record_checksums"]
+__all__ = [
+    "CHECKSUMS_FILE",
+    "GENERATOR_VERSION",
+    "STANDARD_SETS",
+    "ShapesChecksumError",
+    "set_key",
+    "class_checksums",
+    "known_checksums",
+    "verify_classes",
+    "record_checksums",
+]
 
 CHECKSUMS_FILE = Path(__file__).with_name("shapes100_checksums.json")
 # Bump when the renderer changes its pixels (2: float64 rendering); cache file names carry it.
@@ -33,13 +42,18 @@ GENERATOR_VERSION = 2
 
 # (split, n_per_class, image_size, seed, background) of every set the shipped results use.
 STANDARD_SETS: tuple[tuple[str, int, int, int, str], ...] = (
-    ("train", 1000, 32, 0, "grey"),                                  # the tiny backbones' pretraining (base classes)
-    ("train", 100, 32, 1, "grey"), ("test", 50, 32, 1, "grey"),      # the tiny benchmarks (nscl.presets)
-    ("train", 100, 32, 1, "tinted"), ("test", 50, 32, 1, "tinted"),
-    ("test", 50, 32, 0, "grey"),                                     # held-out base images (tiny_pretraining)
-    ("test", 4, 32, 0, "grey"), ("test", 4, 32, 0, "tinted"),        # chapter 0's grids
-    ("train", 200, 16, 0, "grey"), ("test", 50, 16, 0, "grey"),      # chapter 1 with dataset="shapes100"
-    ("test", 40, 32, 0, "grey"), ("test", 1, 32, 0, "grey"),         # chapter 2, exercise set 2
+    ("train", 1000, 32, 0, "grey"),  # the tiny backbones' pretraining (base classes)
+    ("train", 100, 32, 1, "grey"),
+    ("test", 50, 32, 1, "grey"),  # the tiny benchmarks (nscl.presets)
+    ("train", 100, 32, 1, "tinted"),
+    ("test", 50, 32, 1, "tinted"),
+    ("test", 50, 32, 0, "grey"),  # held-out base images (tiny_pretraining)
+    ("test", 4, 32, 0, "grey"),
+    ("test", 4, 32, 0, "tinted"),  # chapter 0's grids
+    ("train", 200, 16, 0, "grey"),
+    ("test", 50, 16, 0, "grey"),  # chapter 1 with dataset="shapes100"
+    ("test", 40, 32, 0, "grey"),
+    ("test", 1, 32, 0, "grey"),  # chapter 2, exercise set 2
 )
 
 
@@ -81,7 +95,8 @@ def verify_classes(key: str, images: np.ndarray, labels: Sequence[int], n_per_cl
             f"shapes100 set {key} {where}: {len(wrong)} of {len(found)} classes differ from the images the shipped "
             f"results were computed from (class {c}: sha256 {found[c]}, expected {expected[c]} in {CHECKSUMS_FILE.name}). "
             f"A damaged cache file: delete it and run again. Freshly rendered: this machine's numpy renders other "
-            f"pixels; please report it with the output of `python -c 'import numpy; numpy.show_runtime()'`.")
+            f"pixels; please report it with the output of `python -c 'import numpy; numpy.show_runtime()'`."
+        )
 
 
 def record_checksums(sets: dict[str, dict[str, str]]) -> Path:

@@ -48,9 +48,15 @@ def _collate(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[Images, to
     return images, labels
 
 
-def iterate_batches(data: ImageSet, batch_size: int, shuffle: bool = False, seed: int = 0,
-                    device: torch.device | str = "cpu", drop_last: bool = False,
-                    num_workers: int = 0) -> Iterator[tuple[Images, torch.Tensor]]:
+def iterate_batches(
+    data: ImageSet,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    drop_last: bool = False,
+    num_workers: int = 0,
+) -> Iterator[tuple[Images, torch.Tensor]]:
     """Yield (uint8 images, labels) batches on `device`; the order is fixed by `seed`.
 
     Images are a (B, 3, H, W) tensor, or for a folder set whose images differ in size a list of
@@ -66,16 +72,23 @@ def iterate_batches(data: ImageSet, batch_size: int, shuffle: bool = False, seed
         stop = n - n % batch_size if drop_last else n
         pin = device.type == "cuda"
         for start in range(0, stop, batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             x, y = data.images[idx], data.targets[idx]
             if pin:
                 x, y = x.pin_memory(), y.pin_memory()
             yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         return
-    loader = torch.utils.data.DataLoader(_DecodedFiles(data), batch_size=batch_size, shuffle=shuffle,
-                                         generator=generator, drop_last=drop_last, num_workers=num_workers,
-                                         collate_fn=_collate, pin_memory=device.type == "cuda",
-                                         persistent_workers=False)
+    loader = torch.utils.data.DataLoader(
+        _DecodedFiles(data),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        drop_last=drop_last,
+        num_workers=num_workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
     for x, y in loader:
         if isinstance(x, torch.Tensor):
             yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)

@@ -28,7 +28,7 @@ def _names_dir() -> Path:
 def available_lineages(dataset: str) -> list[str]:
     """The lineages with a shipped name list for `dataset` (data/class_names/<dataset>_<lineage>.json)."""
     prefix = f"{dataset}_"
-    return sorted(p.stem[len(prefix):] for p in _names_dir().glob(f"{prefix}*.json"))
+    return sorted(p.stem[len(prefix) :] for p in _names_dir().glob(f"{prefix}*.json"))
 
 
 @cache
@@ -40,8 +40,10 @@ def class_name_table(dataset: str, lineage: str | None = None) -> tuple[tuple[st
     lineage = lineage or DEFAULT_LINEAGE.get(dataset)
     path = _names_dir() / f"{dataset}_{lineage}.json"
     if not path.exists():
-        raise ValueError(f"class_names={lineage!r}: no name list for {dataset!r} at {path}; "
-                         f"choose one of {available_lineages(dataset)}")
+        raise ValueError(
+            f"class_names={lineage!r}: no name list for {dataset!r} at {path}; "
+            f"choose one of {available_lineages(dataset)}"
+        )
     rows = json.loads(path.read_text())["classes"]
     return tuple((str(row[0]), str(row[1])) for row in rows)
 
@@ -56,6 +58,9 @@ def split_list(name: str, split: str, folder: str | Path | None = None) -> tuple
         if path.exists():
             raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
             return tuple(line.strip() for line in raw.decode().splitlines() if line.strip())
-    hint = ("it ships with the nscl repository; restore it with git, see data/splits/README.md" if folder is None
-            else "pass split_lists= a folder holding that file, or None for the official lists")
+    hint = (
+        "it ships with the nscl repository; restore it with git, see data/splits/README.md"
+        if folder is None
+        else "pass split_lists= a folder holding that file, or None for the official lists"
+    )
     raise FileNotFoundError(f"the {name} {split} list is missing: expected {base / f'{name}_{split}.txt.gz'} ({hint})")

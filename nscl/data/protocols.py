@@ -52,14 +52,35 @@ import numpy as np
 
 from nscl.data.shapes import NUM_CLASSES
 
-__all__ = ["TINY_IMAGE_SIZE", "BASE_CLASSES", "NOVEL_CLASSES", "NSP2_PROTOCOLS", "DMNSP_PROTOCOLS", "PAPER_PROTOCOLS", "TinyShape", "TINY_SHAPES", "TINY_POOL",
-           "TINY_BACKGROUND", "LookAlike", "LOOKALIKES", "tiny_benchmark_id", "tiny_protocols", "lookalike"]
+__all__ = [
+    "TINY_IMAGE_SIZE",
+    "BASE_CLASSES",
+    "NOVEL_CLASSES",
+    "NSP2_PROTOCOLS",
+    "DMNSP_PROTOCOLS",
+    "PAPER_PROTOCOLS",
+    "TinyShape",
+    "TINY_SHAPES",
+    "TINY_POOL",
+    "TINY_BACKGROUND",
+    "LookAlike",
+    "LOOKALIKES",
+    "tiny_benchmark_id",
+    "tiny_protocols",
+    "lookalike",
+]
 
 NSP2_PROTOCOLS = ("cifar100-10s", "cifar100-20s", "imagenet-r-10s", "domainnet-10s")
-DMNSP_PROTOCOLS = ("cifar100-10-10", "cifar100-5-5", "cifar100-2-2", "tinyimagenet-100-5", "tinyimagenet-100-10",
-                   "tinyimagenet-100-20")
+DMNSP_PROTOCOLS = (
+    "cifar100-10-10",
+    "cifar100-5-5",
+    "cifar100-2-2",
+    "tinyimagenet-100-5",
+    "tinyimagenet-100-10",
+    "tinyimagenet-100-20",
+)
 PAPER_PROTOCOLS = NSP2_PROTOCOLS + DMNSP_PROTOCOLS
-TINY_POOL = 50   # the novel shapes100 classes
+TINY_POOL = 50  # the novel shapes100 classes
 # the tiny recipe's background per method (why: the module docstring)
 TINY_BACKGROUND = {"nsp2": "grey", "dmnsp": "tinted"}
 
@@ -75,20 +96,25 @@ class TinyShape:
     def __post_init__(self) -> None:
         rest = TINY_POOL - self.initial_increment
         if not (0 < self.initial_increment <= TINY_POOL and self.increment > 0 and rest % self.increment == 0):
-            raise ValueError(f"tiny shape {self.name!r}: {TINY_POOL} classes do not split into "
-                             f"{self.initial_increment} then tasks of {self.increment}")
+            raise ValueError(
+                f"tiny shape {self.name!r}: {TINY_POOL} classes do not split into "
+                f"{self.initial_increment} then tasks of {self.increment}"
+            )
 
     @property
     def n_tasks(self) -> int:
         return 1 + (TINY_POOL - self.initial_increment) // self.increment
 
 
-TINY_SHAPES: dict[str, TinyShape] = {s.name: s for s in [
-    TinyShape("5s", 10, 10),
-    TinyShape("10s", 5, 5),
-    TinyShape("25s", 2, 2),
-    TinyShape("25-5", 25, 5),
-]}
+TINY_SHAPES: dict[str, TinyShape] = {
+    s.name: s
+    for s in [
+        TinyShape("5s", 10, 10),
+        TinyShape("10s", 5, 5),
+        TinyShape("25s", 2, 2),
+        TinyShape("25-5", 25, 5),
+    ]
+}
 
 
 @dataclass(frozen=True)
@@ -102,18 +128,21 @@ class LookAlike:
 
 _SAME_COUNT = "same 10 tasks, each 10% of the classes"
 _LARGE_BASE = "the only large-base split (25 left: 5 of 5 or 25 of 1)"
-LOOKALIKES: dict[str, LookAlike] = {a.paper: a for a in [
-    LookAlike("cifar100-10s", "10s", _SAME_COUNT),
-    LookAlike("cifar100-10-10", "10s", _SAME_COUNT),
-    LookAlike("imagenet-r-10s", "10s", _SAME_COUNT),
-    LookAlike("domainnet-10s", "10s", _SAME_COUNT),
-    LookAlike("cifar100-20s", "25s", "no 20-task split of 50; 25 is the nearest (10 erases 10-vs-20)"),
-    LookAlike("cifar100-5-5", "25s", "as cifar100-20s"),
-    LookAlike("cifar100-2-2", "25s", "same 2 classes per task; 50 tasks would be of 1 class"),
-    LookAlike("tinyimagenet-100-20", "25-5", "exact: half the pool, then 5 increments of 10% (6 tasks)"),
-    LookAlike("tinyimagenet-100-10", "25-5", _LARGE_BASE),
-    LookAlike("tinyimagenet-100-5", "25-5", "as tinyimagenet-100-10"),
-]}
+LOOKALIKES: dict[str, LookAlike] = {
+    a.paper: a
+    for a in [
+        LookAlike("cifar100-10s", "10s", _SAME_COUNT),
+        LookAlike("cifar100-10-10", "10s", _SAME_COUNT),
+        LookAlike("imagenet-r-10s", "10s", _SAME_COUNT),
+        LookAlike("domainnet-10s", "10s", _SAME_COUNT),
+        LookAlike("cifar100-20s", "25s", "no 20-task split of 50; 25 is the nearest (10 erases 10-vs-20)"),
+        LookAlike("cifar100-5-5", "25s", "as cifar100-20s"),
+        LookAlike("cifar100-2-2", "25s", "same 2 classes per task; 50 tasks would be of 1 class"),
+        LookAlike("tinyimagenet-100-20", "25-5", "exact: half the pool, then 5 increments of 10% (6 tasks)"),
+        LookAlike("tinyimagenet-100-10", "25-5", _LARGE_BASE),
+        LookAlike("tinyimagenet-100-5", "25-5", "as tinyimagenet-100-10"),
+    ]
+}
 
 
 def tiny_benchmark_id(shape: str, background: str = "grey") -> str:
@@ -154,4 +183,3 @@ BASE_CLASSES: tuple[int, ...] = tuple(c for c in range(NUM_CLASSES) if (c // 10 
 NOVEL_CLASSES: tuple[int, ...] = tuple(
     int(c) for c in np.random.default_rng(0).permutation([c for c in range(NUM_CLASSES) if c not in BASE_CLASSES])
 )
-

@@ -47,15 +47,19 @@ class Scenario:
         if min(order, default=0) < 0:
             raise ValueError("class_order holds a negative label")
         if not 0 < self.initial_increment <= len(order):
-            raise ValueError(f"initial_increment={self.initial_increment} must be in 1..{len(order)} "
-                             f"(the number of classes in the order)")
+            raise ValueError(
+                f"initial_increment={self.initial_increment} must be in 1..{len(order)} "
+                f"(the number of classes in the order)"
+            )
         if self.increment <= 0:
             raise ValueError(f"increment must be positive, got {self.increment}")
         rest = len(order) - self.initial_increment
         if rest % self.increment:
-            raise ValueError(f"{len(order)} classes do not split into a first task of {self.initial_increment} "
-                             f"and tasks of {self.increment} (remainder {rest % self.increment}); "
-                             f"choose increments that divide the class count")
+            raise ValueError(
+                f"{len(order)} classes do not split into a first task of {self.initial_increment} "
+                f"and tasks of {self.increment} (remainder {rest % self.increment}); "
+                f"choose increments that divide the class count"
+            )
 
     @classmethod
     def equal_split(cls, class_order: Sequence[int], n_tasks: int) -> Scenario:
@@ -82,7 +86,9 @@ class Scenario:
 
     def _bounds(self, task: int) -> tuple[int, int]:
         if not 0 <= task < self.n_tasks:
-            raise IndexError(f"task {task} out of range: this scenario has {self.n_tasks} tasks (0..{self.n_tasks - 1})")
+            raise IndexError(
+                f"task {task} out of range: this scenario has {self.n_tasks} tasks (0..{self.n_tasks - 1})"
+            )
         if task == 0:
             return 0, self.initial_increment
         start = self.initial_increment + (task - 1) * self.increment
@@ -119,8 +125,11 @@ class Scenario:
         return np.nonzero(np.isin(t, np.asarray(self.task_classes(task))))[0]
 
     def to_dict(self) -> dict:
-        return {"class_order": list(self.class_order), "initial_increment": self.initial_increment,
-                "increment": self.increment}
+        return {
+            "class_order": list(self.class_order),
+            "initial_increment": self.initial_increment,
+            "increment": self.increment,
+        }
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict()))

@@ -27,14 +27,31 @@ from nscl.data.checksums import STANDARD_SETS, class_checksums, set_key, verify_
 
 COLOURS: tuple[str, ...] = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink", "white", "black")
 SHAPES: tuple[str, ...] = (
-    "circle", "ring", "square", "triangle", "star", "cross", "crescent", "half-disk", "L-shape", "arrow",
+    "circle",
+    "ring",
+    "square",
+    "triangle",
+    "star",
+    "cross",
+    "crescent",
+    "half-disk",
+    "L-shape",
+    "arrow",
 )
 # Saturated, well-separated hues plus black and white; the background is kept in a mid-grey band
 # so that black and white shapes still contrast with it.
 _RGB = np.array(
     [
-        [0.90, 0.10, 0.10], [1.00, 0.55, 0.00], [0.95, 0.90, 0.10], [0.10, 0.70, 0.15], [0.00, 0.80, 0.85],
-        [0.10, 0.25, 0.95], [0.55, 0.15, 0.80], [1.00, 0.45, 0.75], [0.97, 0.97, 0.97], [0.05, 0.05, 0.05],
+        [0.90, 0.10, 0.10],
+        [1.00, 0.55, 0.00],
+        [0.95, 0.90, 0.10],
+        [0.10, 0.70, 0.15],
+        [0.00, 0.80, 0.85],
+        [0.10, 0.25, 0.95],
+        [0.55, 0.15, 0.80],
+        [1.00, 0.45, 0.75],
+        [0.97, 0.97, 0.97],
+        [0.05, 0.05, 0.05],
     ],
     dtype=np.float64,
 )
@@ -124,14 +141,21 @@ def _l_shape(u: Array, v: Array) -> Array:
 
 
 def _arrow(u: Array, v: Array) -> Array:
-    head = np.maximum(
-        np.maximum(_edge(u, v, 0.95, 0.0, 0.1, 0.55), _edge(u, v, 0.1, -0.55, 0.95, 0.0)), 0.1 - u
-    )
+    head = np.maximum(np.maximum(_edge(u, v, 0.95, 0.0, 0.1, 0.55), _edge(u, v, 0.1, -0.55, 0.95, 0.0)), 0.1 - u)
     return np.minimum(head, _box(u, v, -0.4, 0.0, 0.5, 0.18))
 
 
 _SDFS: tuple[Callable[[Array, Array], Array], ...] = (
-    _circle, _ring, _square, _triangle, _star, _cross, _crescent, _half_disk, _l_shape, _arrow,
+    _circle,
+    _ring,
+    _square,
+    _triangle,
+    _star,
+    _cross,
+    _crescent,
+    _half_disk,
+    _l_shape,
+    _arrow,
 )
 
 
@@ -197,7 +221,13 @@ def _background(b: int, image_size: int, rng: np.random.Generator) -> Array:
     level, gx, gy, sx, sy, stripe_amp, phase = (
         np.asarray(p, dtype=_FLOAT)[:, None, None]
         for p in (
-            level, grad * np.cos(phi), grad * np.sin(phi), freq * np.cos(psi), freq * np.sin(psi), stripe_amp, phase,
+            level,
+            grad * np.cos(phi),
+            grad * np.sin(phi),
+            freq * np.cos(psi),
+            freq * np.sin(psi),
+            stripe_amp,
+            phase,
         )
     )
     # Smooth blobs: a coarse random grid, bilinearly upsampled (two small matmuls per image).
@@ -241,8 +271,9 @@ def _check_int(name: str, value: object, minimum: int, hint: str) -> int:
     return int(value)
 
 
-def render_shapes(labels: np.ndarray, image_size: int, rng: np.random.Generator,
-                  background: str = "grey") -> np.ndarray:
+def render_shapes(
+    labels: np.ndarray, image_size: int, rng: np.random.Generator, background: str = "grey"
+) -> np.ndarray:
     """Render one image per label as uint8 (N, 3, image_size, image_size) on `background` (BACKGROUNDS).
 
     Work is split into chunks of a fixed pixel budget (a function of image_size only), so the output
@@ -271,8 +302,10 @@ def render_shapes(labels: np.ndarray, image_size: int, rng: np.random.Generator,
 
 def _check_background(background: str) -> None:
     if background not in BACKGROUNDS:
-        raise ValueError(f"background must be one of {BACKGROUNDS}; got {background!r}. 'grey' is the pretraining "
-                         "look, 'tinted' the shifted domain of the tiny DMNSP benchmark.")
+        raise ValueError(
+            f"background must be one of {BACKGROUNDS}; got {background!r}. 'grey' is the pretraining "
+            "look, 'tinted' the shifted domain of the tiny DMNSP benchmark."
+        )
 
 
 def dataset_name(background: str = "grey") -> str:
@@ -333,11 +366,17 @@ def make_shapes100(
     )
     # A standard set (one the shipped results were computed from) must come out byte for byte as shipped.
     if verify:
-        verify_classes(set_key(split, n_per_class, image_size, seed, background), images, labels, n_per_class,
-                       "as rendered on this machine")
+        verify_classes(
+            set_key(split, n_per_class, image_size, seed, background),
+            images,
+            labels,
+            n_per_class,
+            "as rendered on this machine",
+        )
     targets = torch.as_tensor(np.repeat(np.asarray(labels, dtype=np.int64), n_per_class))
-    return TensorImageSet(name=dataset_name(background), images=torch.from_numpy(images), targets=targets,
-                          classes=class_names())
+    return TensorImageSet(
+        name=dataset_name(background), images=torch.from_numpy(images), targets=targets, classes=class_names()
+    )
 
 
 def standard_set_checksums() -> dict[str, dict[str, str]]:

@@ -20,15 +20,14 @@ from typing import Literal, Sequence
 
 import torch
 
-__all__ = ["AUGMENTATIONS", "AUTOAUGMENT_POLICIES", "BatchTransform", "Images", "nsp2_transform",
-           "sample_resized_crop"]
+__all__ = ["AUGMENTATIONS", "AUTOAUGMENT_POLICIES", "BatchTransform", "Images", "nsp2_transform", "sample_resized_crop"]
 
 AUGMENTATIONS = ("none", "flip", "rrc", "rrc_flip", "autoaugment")
 AUTOAUGMENT_POLICIES = ("cifar10", "imagenet")
 INTERPOLATIONS = ("bilinear", "bicubic")
 Augment = Literal["none", "flip", "rrc", "rrc_flip", "autoaugment"]
 Interpolation = Literal["bilinear", "bicubic"]
-RRC_RATIO = (3 / 4, 4 / 3)   # torchvision RandomResizedCrop's default, which every official pipeline keeps
+RRC_RATIO = (3 / 4, 4 / 3)  # torchvision RandomResizedCrop's default, which every official pipeline keeps
 Images = torch.Tensor | Sequence[torch.Tensor]
 
 
@@ -68,11 +67,12 @@ class BatchTransform:
         if not 0 < low <= high:
             raise ValueError(f"rrc_scale must satisfy 0 < low <= high (area fractions), got {self.rrc_scale}")
         if self.eval_resize is not None and self.eval_resize < self.size:
-            raise ValueError(f"eval_resize={self.eval_resize} is smaller than the crop size {self.size}; "
-                             f"use eval_resize >= size, or None to resize to size")
+            raise ValueError(
+                f"eval_resize={self.eval_resize} is smaller than the crop size {self.size}; "
+                f"use eval_resize >= size, or None to resize to size"
+            )
 
-    def __call__(self, images: Images, train: bool = False,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(self, images: Images, train: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
         _check_uint8(images)
         augment = self.augment if train else "none"
         if augment == "autoaugment":
@@ -96,8 +96,9 @@ class BatchTransform:
         if isinstance(images, torch.Tensor) or len({tuple(img.shape) for img in images}) == 1:
             batch = images if isinstance(images, torch.Tensor) else torch.stack(list(images))
             return resize_center_crop(batch, self.size, resize, self.eval_keep_aspect, interpolation)
-        return torch.stack([resize_center_crop(img, self.size, resize, self.eval_keep_aspect, interpolation)
-                            for img in images])
+        return torch.stack(
+            [resize_center_crop(img, self.size, resize, self.eval_keep_aspect, interpolation) for img in images]
+        )
 
 
 def _check_uint8(images: Images) -> None:
@@ -106,8 +107,10 @@ def _check_uint8(images: Images) -> None:
         raise ValueError("BatchTransform got an empty list of images")
     for img in items:
         if not isinstance(img, torch.Tensor) or img.dtype != torch.uint8:
-            raise TypeError(f"BatchTransform expects uint8 images (a (B, 3, H, W) tensor or a list of (3, H, W) "
-                            f"tensors), got {getattr(img, 'dtype', type(img).__name__)}")
+            raise TypeError(
+                f"BatchTransform expects uint8 images (a (B, 3, H, W) tensor or a list of (3, H, W) "
+                f"tensors), got {getattr(img, 'dtype', type(img).__name__)}"
+            )
 
 
 def _mode(interpolation: Interpolation):
@@ -116,8 +119,9 @@ def _mode(interpolation: Interpolation):
     return InterpolationMode.BICUBIC if interpolation == "bicubic" else InterpolationMode.BILINEAR
 
 
-def resize_center_crop(images: torch.Tensor, size: int, resize: int, keep_aspect: bool,
-                       interpolation: Interpolation) -> torch.Tensor:
+def resize_center_crop(
+    images: torch.Tensor, size: int, resize: int, keep_aspect: bool, interpolation: Interpolation
+) -> torch.Tensor:
     """torchvision's Resize(resize or (resize, resize)) then CenterCrop(size), on uint8 (..., H, W)."""
     from torchvision.transforms.v2 import functional as TF
 
@@ -129,9 +133,13 @@ def resize_center_crop(images: torch.Tensor, size: int, resize: int, keep_aspect
     return TF.center_crop(images, [size, size])
 
 
-def sample_resized_crop(height: int, width: int, scale: tuple[float, float],
-                        ratio: tuple[float, float] = RRC_RATIO,
-                        generator: torch.Generator | None = None) -> tuple[int, int, int, int]:
+def sample_resized_crop(
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float] = RRC_RATIO,
+    generator: torch.Generator | None = None,
+) -> tuple[int, int, int, int]:
     """(top, left, crop height, crop width) drawn as torchvision's RandomResizedCrop.get_params does.
 
     Up to 10 tries for a crop with area fraction in `scale` and log-uniform aspect ratio in `ratio`
@@ -160,16 +168,22 @@ def sample_resized_crop(height: int, width: int, scale: tuple[float, float],
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-def random_resized_crops(images: Images, size: int, scale: tuple[float, float], interpolation: Interpolation,
-                         generator: torch.Generator | None) -> torch.Tensor:
+def random_resized_crops(
+    images: Images,
+    size: int,
+    scale: tuple[float, float],
+    interpolation: Interpolation,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
     """uint8 (B, 3, size, size): a torchvision RandomResizedCrop of every image, each with its own draw."""
     from torchvision.transforms.v2 import functional as TF
 
     crops = []
     for img in images:
         top, left, h, w = sample_resized_crop(int(img.shape[-2]), int(img.shape[-1]), scale, RRC_RATIO, generator)
-        crops.append(TF.resized_crop(img, top, left, h, w, [size, size], interpolation=_mode(interpolation),
-                                     antialias=True))
+        crops.append(
+            TF.resized_crop(img, top, left, h, w, [size, size], interpolation=_mode(interpolation), antialias=True)
+        )
     return torch.stack(crops)
 
 
@@ -186,8 +200,13 @@ def _autoaugment(images: Images, policy: str, generator: torch.Generator | None)
         return [augment(img) for img in images]
 
 
-def nsp2_transform(dataset: str, backbone: Literal["vit", "clip"], mean: tuple[float, float, float],
-                   std: tuple[float, float, float], size: int = 224) -> BatchTransform:
+def nsp2_transform(
+    dataset: str,
+    backbone: Literal["vit", "clip"],
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+    size: int = 224,
+) -> BatchTransform:
     """The official NSP² train and eval transforms of a data set.
 
     zugexiaodui/VPTinNSforCL@0d9c547 utils/dataset_builder.py define_dataset ('autoaug' for the ViT,
@@ -205,8 +224,10 @@ def nsp2_transform(dataset: str, backbone: Literal["vit", "clip"], mean: tuple[f
     """
     folder_sets = ("imagenet_r", "domainnet", "tinyimagenet")
     if dataset not in ("cifar100",) + folder_sets:
-        raise ValueError(f"dataset={dataset!r}: NSP²'s transforms cover 'cifar100' and the folder sets "
-                         f"{folder_sets} (TinyImageNet: the folder-set pipeline)")
+        raise ValueError(
+            f"dataset={dataset!r}: NSP²'s transforms cover 'cifar100' and the folder sets "
+            f"{folder_sets} (TinyImageNet: the folder-set pipeline)"
+        )
     if backbone not in ("vit", "clip"):
         raise ValueError(f"backbone={backbone!r}: choose 'vit' or 'clip'")
     folder = dataset in folder_sets
@@ -214,6 +235,13 @@ def nsp2_transform(dataset: str, backbone: Literal["vit", "clip"], mean: tuple[f
         eval_geometry = dict(eval_resize=round(size * 256 / 224) if folder else size, eval_keep_aspect=False)
     else:
         eval_geometry = dict(eval_resize=size, eval_keep_aspect=True, eval_interpolation="bicubic")
-    return BatchTransform(size=size, mean=tuple(mean), std=tuple(std), augment="autoaugment", rrc_scale=(0.08, 1.0),
-                          interpolation="bilinear" if folder else "bicubic",
-                          autoaugment_policy="imagenet" if folder else "cifar10", **eval_geometry)
+    return BatchTransform(
+        size=size,
+        mean=tuple(mean),
+        std=tuple(std),
+        augment="autoaugment",
+        rrc_scale=(0.08, 1.0),
+        interpolation="bilinear" if folder else "bicubic",
+        autoaugment_policy="imagenet" if folder else "cifar10",
+        **eval_geometry,
+    )

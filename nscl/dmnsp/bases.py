@@ -25,12 +25,14 @@ def _code_grams(method, task: TaskInfo, batches: Batches) -> dict[str, list[torc
             images, _ = next(iter(batches(train_transform=True, batch_size=cfg.basis_batch_size, shuffle=True)))
             method.clip.encode_image(images)
         if "text" in method.towers:
-            method.clip.encode_text(method.tokens[task.positions.start:task.positions.stop])
+            method.clip.encode_text(method.tokens[task.positions.start : task.positions.stop])
     finally:
         method.adapters.recorder = None
     dtype = method.basis_dtype
-    return {tower: [gram(captured[(tower, k)], dtype) for k in range(len(method.adapters.tower(tower)))]
-            for tower in method.towers}
+    return {
+        tower: [gram(captured[(tower, k)], dtype) for k in range(len(method.adapters.tower(tower)))]
+        for tower in method.towers
+    }
 
 
 @torch.no_grad()
@@ -56,7 +58,7 @@ def _accumulate_inputs(method, task: TaskInfo, batches: Batches) -> None:
             for images, _ in batches(train_transform=False):
                 method.clip.encode_image(images)
         if "text" in method.towers:
-            method.clip.encode_text(method.tokens[task.positions.start:task.positions.stop])
+            method.clip.encode_text(method.tokens[task.positions.start : task.positions.stop])
     finally:
         method.adapters.recorder = None
     for tower in method.towers:

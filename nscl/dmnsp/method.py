@@ -63,7 +63,7 @@ COMMON_SPACES = ("intersect", "pooled")
 
 @dataclass(frozen=True)
 class DMNSPConfig:
-    projection: bool = True                 # False: adapter-Seq
+    projection: bool = True  # False: adapter-Seq
     variant: Literal["paper", "code"] = "paper"
     top_select: int = 1
     # None: drop each layer's top `top_select` directions (the official rule). A fraction in (0, 1): drop the
@@ -80,10 +80,10 @@ class DMNSPConfig:
     basis_dtype: Literal["float64", "float32"] = "float64"
     top_k_ratio: float = 0.1
     lambda_scale: float = 30.0
-    dynamic_lambda: bool = True             # False: lambda = lambda_scale everywhere (ablation)
-    multi_layer: bool = True                # False: each layer uses only its own null space (ablation)
-    project_text: bool = False              # True: project the text adapters too (ablation)
-    freeze_visual_after_first_task: bool = False   # the "frozen" control: from task 2 on only text adapters train
+    dynamic_lambda: bool = True  # False: lambda = lambda_scale everywhere (ablation)
+    multi_layer: bool = True  # False: each layer uses only its own null space (ablation)
+    project_text: bool = False  # True: project the text adapters too (ablation)
+    freeze_visual_after_first_task: bool = False  # the "frozen" control: from task 2 on only text adapters train
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup_steps: int = 30
@@ -92,8 +92,8 @@ class DMNSPConfig:
     adapter_scale: float = 0.1
     adapter_dropout: float = 0.1
     loss_over: Literal["task", "seen"] = "task"
-    basis_batch_size: int = 128             # code variant: the one batch its bases come from
-    record_parameters: bool = False         # keep every adapter parameter after each task (chapter 4)
+    basis_batch_size: int = 128  # code variant: the one batch its bases come from
+    record_parameters: bool = False  # keep every adapter parameter after each task (chapter 4)
     seed: int = 0
     name: str = field(default="", compare=False)
 
@@ -104,38 +104,55 @@ class DMNSPConfig:
         _choice("common_space", self.common_space, COMMON_SPACES)
         if self.energy_threshold is not None:
             if not 0 < self.energy_threshold < 1:
-                raise ValueError(f"energy_threshold={self.energy_threshold}: give a fraction in (0, 1), e.g. 0.985, "
-                                 "or None to drop the top `top_select` directions")
+                raise ValueError(
+                    f"energy_threshold={self.energy_threshold}: give a fraction in (0, 1), e.g. 0.985, "
+                    "or None to drop the top `top_select` directions"
+                )
             if self.variant == "code":
-                raise ValueError("energy_threshold applies to variant='paper'; the code variant drops the top "
-                                 "`top_select` directions as the released code does (set energy_threshold=None)")
+                raise ValueError(
+                    "energy_threshold applies to variant='paper'; the code variant drops the top "
+                    "`top_select` directions as the released code does (set energy_threshold=None)"
+                )
         if self.top_select < 0 or not 0 < self.top_k_ratio <= 1:
-            raise ValueError(f"need top_select >= 0 and 0 < top_k_ratio <= 1; got {self.top_select}, {self.top_k_ratio}")
+            raise ValueError(
+                f"need top_select >= 0 and 0 < top_k_ratio <= 1; got {self.top_select}, {self.top_k_ratio}"
+            )
         if self.basis_dtype == "float32" and self.variant != "code":
-            raise ValueError("basis_dtype='float32' replays the released code's float32 bases and applies to "
-                             "variant='code'; the paper variant accumulates its covariances in float64")
+            raise ValueError(
+                "basis_dtype='float32' replays the released code's float32 bases and applies to "
+                "variant='code'; the paper variant accumulates its covariances in float64"
+            )
         if self.common_space == "pooled" and self.variant != "paper":
-            raise ValueError(f"common_space='pooled' pools the input covariances of variant='paper'; the code "
-                             f"variant chains its layers' bases (got variant={self.variant!r}; set "
-                             "common_space='intersect')")
+            raise ValueError(
+                f"common_space='pooled' pools the input covariances of variant='paper'; the code "
+                f"variant chains its layers' bases (got variant={self.variant!r}; set "
+                "common_space='intersect')"
+            )
         if not self.lr > 0:
-            raise ValueError(f"DMNSPConfig.lr={self.lr}: the learning rate must be positive (the recipes use 1e-3 "
-                             "(paper) or 1e-2 (tiny))")
+            raise ValueError(
+                f"DMNSPConfig.lr={self.lr}: the learning rate must be positive (the recipes use 1e-3 "
+                "(paper) or 1e-2 (tiny))"
+            )
         if not self.weight_decay >= 0:
             raise ValueError(f"DMNSPConfig.weight_decay={self.weight_decay}: give a value >= 0 (the recipes: 0)")
         if self.warmup_steps < 0:
             raise ValueError(f"DMNSPConfig.warmup_steps={self.warmup_steps}: give a number of steps >= 0")
         if isinstance(self.bottleneck, bool) or int(self.bottleneck) != self.bottleneck or self.bottleneck < 1:
-            raise ValueError(f"DMNSPConfig.bottleneck={self.bottleneck!r}: the adapters' hidden width must be an "
-                             "integer >= 1 (the recipes: 64)")
+            raise ValueError(
+                f"DMNSPConfig.bottleneck={self.bottleneck!r}: the adapters' hidden width must be an "
+                "integer >= 1 (the recipes: 64)"
+            )
         if not 0 <= self.adapter_dropout < 1:
-            raise ValueError(f"DMNSPConfig.adapter_dropout={self.adapter_dropout}: give a probability in [0, 1) "
-                             "(the recipes: 0.1)")
+            raise ValueError(
+                f"DMNSPConfig.adapter_dropout={self.adapter_dropout}: give a probability in [0, 1) (the recipes: 0.1)"
+            )
         if self.basis_batch_size < 1:
             raise ValueError(f"DMNSPConfig.basis_batch_size={self.basis_batch_size}: give at least 1 image")
         if self.freeze_visual_after_first_task and self.projection:
-            raise ValueError("freeze_visual_after_first_task=True is the frozen control: set projection=False "
-                             "(the visual adapters get no gradient to project)")
+            raise ValueError(
+                "freeze_visual_after_first_task=True is the frozen control: set projection=False "
+                "(the visual adapters get no gradient to project)"
+            )
 
 
 def _choice(field_name: str, value: object, accepted: tuple) -> None:
@@ -167,15 +184,15 @@ class DMNSP(ContinualMethod):
         for p in self.params.values():
             p.requires_grad_(True)
         self.towers = ("visual", "text") if config.project_text else ("visual",)
-        self.state: dict[str, dict] = {t: {} for t in self.towers}    # per tower: bases / accumulators
-        self.operators: dict[str, dict] = {}                          # per tower: projection matrices
+        self.state: dict[str, dict] = {t: {} for t in self.towers}  # per tower: bases / accumulators
+        self.operators: dict[str, dict] = {}  # per tower: projection matrices
         self.lam: torch.Tensor | None = None
         self.log: list[dict] = []
-        self.lambda_history: list[dict] = []        # per task from the 2nd on: {tower: (L, L) coefficients}
-        self.atlas: list[dict] = []                 # paper variant: per task, tower, layer, input kind (x, h)
-        self.null_dims: list[dict] = []             # per task, layer and weight: size of the projection's range
-        self.adam_moments: list[dict] = []          # per task, tower and weight kind: AdamW moment health
-        self.snapshots: list[dict] = []             # record_parameters: adapter parameters after every task
+        self.lambda_history: list[dict] = []  # per task from the 2nd on: {tower: (L, L) coefficients}
+        self.atlas: list[dict] = []  # paper variant: per task, tower, layer, input kind (x, h)
+        self.null_dims: list[dict] = []  # per task, layer and weight: size of the projection's range
+        self.adam_moments: list[dict] = []  # per task, tower and weight kind: AdamW moment health
+        self.snapshots: list[dict] = []  # record_parameters: adapter parameters after every task
         self.tokens: torch.Tensor | None = None
         self.text_cache: torch.Tensor | None = None
         self.task: TaskInfo | None = None
@@ -185,7 +202,7 @@ class DMNSP(ContinualMethod):
 
     # -- scoring --------------------------------------------------------------------------------
     def _text_features(self, classes: range) -> torch.Tensor:
-        return F.normalize(self.clip.encode_text(self.tokens[classes.start:classes.stop]), dim=-1)
+        return F.normalize(self.clip.encode_text(self.tokens[classes.start : classes.stop]), dim=-1)
 
     def _scores(self, images: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         image = F.normalize(self.clip.encode_image(images), dim=-1)
@@ -276,6 +293,7 @@ class DMNSP(ContinualMethod):
         def record(tower: str, index: int, x: torch.Tensor, a: torch.Tensor) -> None:
             if tower in self.towers:
                 store[(tower, index)] = (a if kind == "output" else x).detach()
+
         return record
 
     def _coefficients(self, captured: dict) -> dict[str, torch.Tensor]:
@@ -286,10 +304,12 @@ class DMNSP(ContinualMethod):
                 lam[tower] = torch.full((n, n), self.config.lambda_scale, dtype=torch.float64)
                 continue
             dtype = self.basis_dtype
-            tops = torch.stack([torch.linalg.svd(gram(captured[(tower, j)], dtype), full_matrices=False)[0][:, 0]
-                                for j in range(n)])
-            lam[tower] = coefficients(tops, self.state[tower]["lambda_bases"], self.config.top_k_ratio,
-                                      self.config.lambda_scale).cpu()
+            tops = torch.stack(
+                [torch.linalg.svd(gram(captured[(tower, j)], dtype), full_matrices=False)[0][:, 0] for j in range(n)]
+            )
+            lam[tower] = coefficients(
+                tops, self.state[tower]["lambda_bases"], self.config.top_k_ratio, self.config.lambda_scale
+            ).cpu()
         return lam
 
     @property
@@ -310,15 +330,15 @@ class DMNSP(ContinualMethod):
                 down, up = adapter.down_proj.weight, adapter.up_proj.weight
                 right = ops["down"][j].to(down.grad.dtype)
                 down.grad = scale * (down.grad @ right)
-                if self.config.variant == "code":   # output side: M_11 ... M_0 G
+                if self.config.variant == "code":  # output side: M_11 ... M_0 G
                     up.grad = scale * (right.T @ up.grad)
-                else:                               # input side: the bottleneck's own null space
+                else:  # input side: the bottleneck's own null space
                     up.grad = scale * (up.grad @ ops["up"][j].to(up.grad.dtype))
 
     def _log_task(self, task: TaskInfo) -> None:
         row = {"task": task.index, **update_norm_row(self.params, self.start)}
         moments = moment_health_rows(task.index, self.params, self.start, self.optimizer)
-        for tower in ("visual", "text"):   # over all of the tower's weights (the chapters' summary column)
+        for tower in ("visual", "text"):  # over all of the tower's weights (the chapters' summary column)
             stated = [r for r in moments if r["tower"] == tower and not math.isnan(r["share_nonfinite_exp_avg_sq"])]
             entries = sum(r["n_entries"] for r in stated)
             nonfinite = sum(r["share_nonfinite_exp_avg_sq"] * r["n_entries"] for r in stated)
@@ -336,18 +356,32 @@ class DMNSP(ContinualMethod):
         """log: per task, update norms and lambda; adam_moments: per task, tower and weight kind, the share
         of non-finite entries in AdamW's exp_avg_sq / exp_avg and of entries that did not move;
         null_dims: per task and layer, each projection's rank; lambda; parameter snapshots."""
-        return {"log": list(self.log), "adam_moments": list(self.adam_moments), "lambda": list(self.lambda_history),
-                "null_dims": list(self.null_dims), "parameters": list(self.snapshots),
-                "initial_parameters": self.initial, "atlas": list(self.atlas)}
+        return {
+            "log": list(self.log),
+            "adam_moments": list(self.adam_moments),
+            "lambda": list(self.lambda_history),
+            "null_dims": list(self.null_dims),
+            "parameters": list(self.snapshots),
+            "initial_parameters": self.initial,
+            "atlas": list(self.atlas),
+        }
 
     # -- checkpoints ----------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"adapters": {n: p.detach().cpu() for n, p in self.params.items()},
-                "state": to_cpu(self.state), "operators": to_cpu(self.operators),
-                "lambda_history": to_cpu(self.lambda_history), "null_dims": self.null_dims, "atlas": self.atlas,
-                "adam_moments": self.adam_moments, "snapshots": self.snapshots,
-                "lam": None if self.lam is None else to_cpu(self.lam), "log": self.log,
-                "tokens": None if self.tokens is None else self.tokens.cpu(), "task": self.task}
+        return {
+            "adapters": {n: p.detach().cpu() for n, p in self.params.items()},
+            "state": to_cpu(self.state),
+            "operators": to_cpu(self.operators),
+            "lambda_history": to_cpu(self.lambda_history),
+            "null_dims": self.null_dims,
+            "atlas": self.atlas,
+            "adam_moments": self.adam_moments,
+            "snapshots": self.snapshots,
+            "lam": None if self.lam is None else to_cpu(self.lam),
+            "log": self.log,
+            "tokens": None if self.tokens is None else self.tokens.cpu(),
+            "task": self.task,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         with torch.no_grad():
@@ -364,4 +398,3 @@ class DMNSP(ContinualMethod):
         self.snapshots = list(state.get("snapshots", []))
         self.tokens = None if state["tokens"] is None else state["tokens"].to(self.device)
         self.task = state["task"]
-

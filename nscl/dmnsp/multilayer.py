@@ -29,8 +29,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["top_direction", "drop_top_basis", "coefficients", "coefficients_loop", "projector_chain",
-           "intersection_projector", "gram"]
+__all__ = [
+    "top_direction",
+    "drop_top_basis",
+    "coefficients",
+    "coefficients_loop",
+    "projector_chain",
+    "intersection_projector",
+    "gram",
+]
 
 
 def gram(features: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -42,7 +49,7 @@ def gram(features: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Te
     if dtype == torch.float64 or features.ndim < 3:
         x = features.reshape(-1, features.shape[-1]).to(dtype)
         return x.T @ x
-    x = features.reshape(-1, *features.shape[-2:]).to(dtype)          # (images, tokens, D)
+    x = features.reshape(-1, *features.shape[-2:]).to(dtype)  # (images, tokens, D)
     return torch.bmm(x.transpose(1, 2), x).sum(dim=0)
 
 
@@ -56,21 +63,23 @@ def drop_top_basis(gram_matrix: torch.Tensor, top_select: int = 1) -> torch.Tens
     return torch.linalg.svd(gram_matrix, full_matrices=False)[0][:, top_select:]
 
 
-def coefficients(current_top: torch.Tensor, bases: list[torch.Tensor], top_k_ratio: float = 0.1,
-                 scale: float = 30.0) -> torch.Tensor:
+def coefficients(
+    current_top: torch.Tensor, bases: list[torch.Tensor], top_k_ratio: float = 0.1, scale: float = 30.0
+) -> torch.Tensor:
     """lambda (J, K): current_top (J, D) holds u_j as rows; bases[k] is B_k (D, c_k)."""
     dtype = bases[0].dtype if bases else current_top.dtype
     u = F.normalize(current_top.to(dtype), dim=1)
     lam = torch.empty(u.shape[0], len(bases), dtype=torch.float64, device=u.device)
     for k, basis in enumerate(bases):
-        cos = u @ F.normalize(basis, dim=0)                              # (J, c_k) signed cosines
+        cos = u @ F.normalize(basis, dim=0)  # (J, c_k) signed cosines
         top = max(int(basis.shape[1] * top_k_ratio), 1)
         lam[:, k] = scale * torch.exp(-cos.topk(top, dim=1).values.mean(dim=1))
     return lam
 
 
-def coefficients_loop(current_top: torch.Tensor, bases: list[torch.Tensor], top_k_ratio: float = 0.1,
-                      scale: float = 30.0) -> torch.Tensor:
+def coefficients_loop(
+    current_top: torch.Tensor, bases: list[torch.Tensor], top_k_ratio: float = 0.1, scale: float = 30.0
+) -> torch.Tensor:
     """The official per-column loop (for checking `coefficients` and timing the difference)."""
     lam = torch.empty(current_top.shape[0], len(bases), dtype=torch.float64)
     for j in range(current_top.shape[0]):

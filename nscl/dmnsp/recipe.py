@@ -68,10 +68,9 @@ from nscl.experiment.run import RunConfig
 from nscl.methods.zeroshot import ZeroShotCLIP
 from nscl.models import backbones, tiny
 
-__all__ = ["dmnsp_recipe", "dmnsp_experiment", "build_clip_for", "paper_default_seeds", "DMNSP_BENCHMARKS",
-           "VARIANTS"]
+__all__ = ["dmnsp_recipe", "dmnsp_experiment", "build_clip_for", "paper_default_seeds", "DMNSP_BENCHMARKS", "VARIANTS"]
 
-DMNSP_BENCHMARKS = DMNSP_PROTOCOLS   # DMNSP's own protocols (the paper recipe runs on all of PAPER_PROTOCOLS)
+DMNSP_BENCHMARKS = DMNSP_PROTOCOLS  # DMNSP's own protocols (the paper recipe runs on all of PAPER_PROTOCOLS)
 
 
 # DMNSP variants a chapter can compare, as changes to the recipe's config ("paper" = the recipe itself)
@@ -84,30 +83,33 @@ VARIANTS: dict[str, dict] = {
     "code-float32": {**_CODE, "basis_dtype": "float32"},
     # the paper variant with the official TOP_SELECT rule, each layer's null space intersected
     "top1": {"energy_threshold": None, "top_select": 1, "common_space": "intersect"},
-    "per-layer": {"multi_layer": False, "common_space": "intersect"},   # each layer's own null space (ablation)
+    "per-layer": {"multi_layer": False, "common_space": "intersect"},  # each layer's own null space (ablation)
     # GPM-style 98.5% per layer, exactly intersected: on the tiny CLIP an EMPTY W_down null space (frozen)
     "energy-0.985": {"energy_threshold": 0.985, "common_space": "intersect"},
 }
 
 
-def dmnsp_recipe(preset: str = "tiny", benchmark: str | None = None, device: str = "cpu"
-                 ) -> tuple[str, DMNSPConfig, RunConfig]:
+def dmnsp_recipe(
+    preset: str = "tiny", benchmark: str | None = None, device: str = "cpu"
+) -> tuple[str, DMNSPConfig, RunConfig]:
     """(benchmark, method config, run config) of a preset. `paper` is the official configs' recipe; to
     reproduce the published numbers run its `code` variant (see the module docstring for why)."""
     check_preset(preset)
     if preset == "tiny":
         benchmark = benchmark or "shapes100-tinted-10s"
         if BENCHMARKS[benchmark].dataset != "shapes100":
-            raise ValueError(f"the tiny preset runs on shapes100 benchmarks (its CLIP was pretrained there); got "
-                             f"{benchmark!r}: use preset='paper'")
-        cfg = DMNSPConfig(lr=1e-2, warmup_steps=5, basis_batch_size=128, energy_threshold=0.985,
-                          common_space="pooled")
+            raise ValueError(
+                f"the tiny preset runs on shapes100 benchmarks (its CLIP was pretrained there); got "
+                f"{benchmark!r}: use preset='paper'"
+            )
+        cfg = DMNSPConfig(lr=1e-2, warmup_steps=5, basis_batch_size=128, energy_threshold=0.985, common_space="pooled")
         return benchmark, cfg, RunConfig(epochs=10, batch_size=32, eval_batch_size=256, device=device)
     benchmark = benchmark or "cifar100-10-10"
     if benchmark not in PAPER_PROTOCOLS:
-        raise ValueError(f"the paper preset runs on the papers' protocols {list(PAPER_PROTOCOLS)}; got {benchmark!r}"
-                         + (" (a shapes100 benchmark: use preset='tiny')" if str(benchmark).startswith("shapes100")
-                            else ""))
+        raise ValueError(
+            f"the paper preset runs on the papers' protocols {list(PAPER_PROTOCOLS)}; got {benchmark!r}"
+            + (" (a shapes100 benchmark: use preset='tiny')" if str(benchmark).startswith("shapes100") else "")
+        )
     # the official configs' values on every protocol (the module docstring says why)
     cfg = DMNSPConfig(lr=1e-3, weight_decay=0.0, warmup_steps=30, basis_batch_size=128)
     return benchmark, cfg, RunConfig(epochs=4, batch_size=128, eval_batch_size=256, device=device, num_workers=8)
@@ -129,9 +131,17 @@ def build_clip_for(preset: str, pretrained: bool = True):
     return clip, tokenizer, backbones.clip_transform(clip, augment="rrc", rrc_scale=(0.9, 1.0))
 
 
-def dmnsp_experiment(preset: str = "tiny", benchmark: str | None = None, device: str = "cpu",
-                     data_root: str | None = None, download: bool = False, variants: Sequence[str] = ("paper",),
-                     joint: bool = True, frozen: bool = False, **config_overrides) -> Experiment:
+def dmnsp_experiment(
+    preset: str = "tiny",
+    benchmark: str | None = None,
+    device: str = "cpu",
+    data_root: str | None = None,
+    download: bool = False,
+    variants: Sequence[str] = ("paper",),
+    joint: bool = True,
+    frozen: bool = False,
+    **config_overrides,
+) -> Experiment:
     """Zero-shot CLIP, adapter-Seq, DMNSP (each requested variant), the joint upper bound and, with
     `frozen`, the control "frozen": all adapters trained on the first task, then only the text ones
     (plainly), so the visual branch forgets nothing and learns nothing after task 1.
@@ -148,6 +158,7 @@ def dmnsp_experiment(preset: str = "tiny", benchmark: str | None = None, device:
         def make(seed: int):
             clip, tokenizer, transform = build_clip_for(preset)
             return DMNSP(clip, tokenizer, transform, replace(cfg, seed=seed, **changes))
+
         return make
 
     methods = {"zero-shot CLIP": zero_shot, "adapter-Seq": adapters(projection=False)}
@@ -163,8 +174,12 @@ def dmnsp_experiment(preset: str = "tiny", benchmark: str | None = None, device:
     if joint:
         methods["joint"] = adapters(projection=False, loss_over="seen", name="joint")
         overrides["joint"] = {"joint": True}
-    return Experiment(benchmark=BENCHMARKS[benchmark],
-                      data=lambda seed: load_benchmark(benchmark, seed, root=data_root, download=download),
-                      run=run, methods=methods, run_overrides=overrides,
-                      notes={"recipe": f"{preset} DMNSP", "variants": ",".join(variants)},
-                      default_seeds=paper_default_seeds(benchmark) if preset == "paper" else (0,))
+    return Experiment(
+        benchmark=BENCHMARKS[benchmark],
+        data=lambda seed: load_benchmark(benchmark, seed, root=data_root, download=download),
+        run=run,
+        methods=methods,
+        run_overrides=overrides,
+        notes={"recipe": f"{preset} DMNSP", "variants": ",".join(variants)},
+        default_seeds=paper_default_seeds(benchmark) if preset == "paper" else (0,),
+    )

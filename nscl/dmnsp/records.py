@@ -15,7 +15,7 @@ from nscl.nullspace import CovarianceAccumulator
 
 __all__ = ["tower_of", "update_norm_row", "moment_health_rows", "null_dim_rows", "to_cpu", "load_state"]
 
-WEIGHTS = ("down_proj", "up_proj")   # the adapter weights DMNSP projects (biases never are)
+WEIGHTS = ("down_proj", "up_proj")  # the adapter weights DMNSP projects (biases never are)
 
 
 def tower_of(name: str) -> str:
@@ -39,8 +39,9 @@ def _share_nonfinite(tensors: list[torch.Tensor]) -> float:
     return float(sum(int((~torch.isfinite(t)).sum()) for t in tensors) / sum(t.numel() for t in tensors))
 
 
-def moment_health_rows(task: int, params: dict[str, nn.Parameter], start: dict[str, torch.Tensor],
-                       optimizer: torch.optim.Optimizer) -> list[dict]:
+def moment_health_rows(
+    task: int, params: dict[str, nn.Parameter], start: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer
+) -> list[dict]:
     """One row per tower and adapter weight kind, pooled over the layers, at the end of a task.
 
     share_nonfinite_exp_avg_sq / share_nonfinite_exp_avg: entries of AdamW's second / first moment
@@ -54,12 +55,19 @@ def moment_health_rows(task: int, params: dict[str, nn.Parameter], start: dict[s
             names = [n for n in params if tower_of(n) == tower and f"{kind}.weight" in n]
             states = [optimizer.state.get(params[n], {}) for n in names]
             unchanged = sum(int((params[n].detach() == start[n]).sum()) for n in names)
-            rows.append({"task": task, "tower": tower, "weight": kind,
-                         "share_nonfinite_exp_avg_sq": _share_nonfinite([s["exp_avg_sq"] for s in states
-                                                                         if "exp_avg_sq" in s]),
-                         "share_nonfinite_exp_avg": _share_nonfinite([s["exp_avg"] for s in states if "exp_avg" in s]),
-                         "share_unchanged": unchanged / sum(params[n].numel() for n in names),
-                         "n_entries": sum(params[n].numel() for n in names)})
+            rows.append(
+                {
+                    "task": task,
+                    "tower": tower,
+                    "weight": kind,
+                    "share_nonfinite_exp_avg_sq": _share_nonfinite(
+                        [s["exp_avg_sq"] for s in states if "exp_avg_sq" in s]
+                    ),
+                    "share_nonfinite_exp_avg": _share_nonfinite([s["exp_avg"] for s in states if "exp_avg" in s]),
+                    "share_unchanged": unchanged / sum(params[n].numel() for n in names),
+                    "n_entries": sum(params[n].numel() for n in names),
+                }
+            )
     return rows
 
 

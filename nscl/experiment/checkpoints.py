@@ -23,8 +23,17 @@ from nscl.experiment.result import RunResult
 from nscl.files import atomic_write_text
 from nscl.metrics import summarize
 
-__all__ = ["CHECKPOINT", "PREVIOUS_CHECKPOINT", "RESULT_FILES", "RunMismatchError", "CheckpointWarning",
-           "settings_hash", "save_checkpoint", "write_results", "resume_point"]
+__all__ = [
+    "CHECKPOINT",
+    "PREVIOUS_CHECKPOINT",
+    "RESULT_FILES",
+    "RunMismatchError",
+    "CheckpointWarning",
+    "settings_hash",
+    "save_checkpoint",
+    "write_results",
+    "resume_point",
+]
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
@@ -56,13 +65,13 @@ def save_checkpoint(run_path: Path, payload: dict) -> None:
         os.fsync(f.fileno())
     if path.exists():
         path.replace(run_path / PREVIOUS_CHECKPOINT)
-    tmp.replace(path)   # a kill between the two renames leaves checkpoint.prev.pt, which is read then
+    tmp.replace(path)  # a kill between the two renames leaves checkpoint.prev.pt, which is read then
 
 
 def read_checkpoint(path: Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:   # truncated, empty, garbage: torch/pickle raise many kinds
+    except Exception as err:  # truncated, empty, garbage: torch/pickle raise many kinds
         reason = f"{type(err).__name__}: {err}".strip()
         raise _DamagedCheckpoint(f"{path} cannot be read ({reason[:200]}; {path.stat().st_size} bytes)") from err
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in _CHECKPOINT_KEYS):
@@ -79,7 +88,7 @@ def write_results(run_dir: Path, result: RunResult, fingerprint: dict) -> None:
     if done:
         metrics.update(summarize(result.accuracy[:done, :done], sizes).as_dict())
         metrics["task_aware"] = summarize(result.accuracy_task_aware[:done, :done], sizes).as_dict()
-    metrics["settings"] = settings_hash(fingerprint)   # the config.json these results belong to
+    metrics["settings"] = settings_hash(fingerprint)  # the config.json these results belong to
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
 
 
@@ -95,33 +104,44 @@ def check_run_dir(run_path: Path, fingerprint: dict) -> None:
         try:
             saved = json.loads(config_path.read_text())
         except (OSError, ValueError) as err:
-            raise RunMismatchError(f"{config_path} cannot be read ({err}); it describes the results in {run_path}. "
-                                   f"Move them away or use another run_dir") from err
+            raise RunMismatchError(
+                f"{config_path} cannot be read ({err}); it describes the results in {run_path}. "
+                f"Move them away or use another run_dir"
+            ) from err
         if saved != fingerprint:
-            raise RunMismatchError(f"{run_path} holds results of a run with other settings (config.json vs now: "
-                                   f"{_differences(saved, fingerprint)}); use another run_dir to start a new run")
+            raise RunMismatchError(
+                f"{run_path} holds results of a run with other settings (config.json vs now: "
+                f"{_differences(saved, fingerprint)}); use another run_dir to start a new run"
+            )
     elif results:
-        raise RunMismatchError(f"{run_path} holds results ({', '.join(p.name for p in results)}) but no config.json "
-                               f"saying which settings made them; move them away or use another run_dir")
+        raise RunMismatchError(
+            f"{run_path} holds results ({', '.join(p.name for p in results)}) but no config.json "
+            f"saying which settings made them; move them away or use another run_dir"
+        )
     metrics_path = run_path / "metrics.json"
     if metrics_path.exists():
         try:
             settings = json.loads(metrics_path.read_text()).get("settings")
         except (OSError, ValueError, AttributeError):
-            settings = None   # damaged: rewritten from the checkpoint after the next task
+            settings = None  # damaged: rewritten from the checkpoint after the next task
         if settings is not None and settings != settings_hash(fingerprint):
-            raise RunMismatchError(f"{metrics_path} belongs to a run with other settings than config.json's and "
-                                   f"now's; use another run_dir to start a new run")
+            raise RunMismatchError(
+                f"{metrics_path} belongs to a run with other settings than config.json's and "
+                f"now's; use another run_dir to start a new run"
+            )
 
 
 def resume_point(run_path: Path, fingerprint: dict, resume: bool) -> dict | None:
     """The newest readable checkpoint of run_path with these settings (None: start from the first task)."""
     current, previous = run_path / CHECKPOINT, run_path / PREVIOUS_CHECKPOINT
     present = [p for p in (current, previous) if p.exists()]
-    if not resume and (present or (run_path / "config.json").exists()
-                       or any((run_path / n).exists() for n in RESULT_FILES)):
-        raise RunMismatchError(f"{run_path} already holds a run; pass resume=True to continue it or "
-                               f"choose a new run_dir (finished work is never overwritten)")
+    if not resume and (
+        present or (run_path / "config.json").exists() or any((run_path / n).exists() for n in RESULT_FILES)
+    ):
+        raise RunMismatchError(
+            f"{run_path} already holds a run; pass resume=True to continue it or "
+            f"choose a new run_dir (finished work is never overwritten)"
+        )
     ckpt, damaged, notes = None, [], []
     for path in present:
         try:
@@ -131,11 +151,13 @@ def resume_point(run_path: Path, fingerprint: dict, resume: bool) -> dict | None
             damaged.append(path)
             notes.append(str(err))
     if ckpt is not None and ckpt["fingerprint"] != fingerprint:
-        raise RunMismatchError(f"{run_path} holds a run with other settings (checkpoint vs now: "
-                               f"{_differences(ckpt['fingerprint'], fingerprint)}); use another run_dir to start a "
-                               f"new run")
+        raise RunMismatchError(
+            f"{run_path} holds a run with other settings (checkpoint vs now: "
+            f"{_differences(ckpt['fingerprint'], fingerprint)}); use another run_dir to start a "
+            f"new run"
+        )
     check_run_dir(run_path, fingerprint)
-    for path in damaged:   # set aside, so that the next save does not rotate it over the good previous one
+    for path in damaged:  # set aside, so that the next save does not rotate it over the good previous one
         path.replace(path.with_name(path.name.removesuffix(".pt") + ".damaged.pt"))
     if damaged:
         if ckpt is not None:

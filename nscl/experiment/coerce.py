@@ -61,8 +61,11 @@ _NOTEBOOK_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 _PLAIN = (type(None), bool, int, float, str, list, tuple, dict, set)
 
 
-def check_parameters(namespace: Mapping[str, Any], allowed: set[str] | Mapping[str, Any],
-                     types: Mapping[str, type | tuple[type, ...]] | None = None) -> dict[str, Any]:
+def check_parameters(
+    namespace: Mapping[str, Any],
+    allowed: set[str] | Mapping[str, Any],
+    types: Mapping[str, type | tuple[type, ...]] | None = None,
+) -> dict[str, Any]:
     """Reject papermill parameters that the chapter does not define (and, given `types`, wrong types).
 
     papermill writes `-p NAME VALUE` into an `injected-parameters` cell placed right after the chapter's
@@ -86,13 +89,20 @@ def check_parameters(namespace: Mapping[str, Any], allowed: set[str] | Mapping[s
     Returns the allowed parameters' current values.
     """
     allowed = set(allowed)
-    unknown = sorted(name for name, value in namespace.items()
-                     if not name.startswith("_") and name not in allowed and name not in _NOTEBOOK_NAMES
-                     and isinstance(value, _PLAIN))
+    unknown = sorted(
+        name
+        for name, value in namespace.items()
+        if not name.startswith("_")
+        and name not in allowed
+        and name not in _NOTEBOOK_NAMES
+        and isinstance(value, _PLAIN)
+    )
     if unknown:
         hints = "; ".join(f"{name!r}{suggest(name, allowed) or ' (no close name)'}" for name in unknown)
-        raise ValueError(f"unknown parameter{'s' if len(unknown) > 1 else ''} {hints}. This chapter's parameters "
-                         f"are {sorted(allowed)}")
+        raise ValueError(
+            f"unknown parameter{'s' if len(unknown) > 1 else ''} {hints}. This chapter's parameters "
+            f"are {sorted(allowed)}"
+        )
     for name, accepted in (types or {}).items():
         if name in namespace and not isinstance(namespace[name], accepted):
             names = accepted.__name__ if isinstance(accepted, type) else " or ".join(t.__name__ for t in accepted)
@@ -101,6 +111,7 @@ def check_parameters(namespace: Mapping[str, Any], allowed: set[str] | Mapping[s
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+
 
 def message(name: str, value: Any, accepted: str, owner: str = "ExperimentConfig") -> str:
     label = f"{owner}.{name}" if owner != "parameter" else f"parameter {name}"
@@ -171,8 +182,9 @@ def coerce(where: str, value: Any, hint: Any) -> Any:
             return tuple(coerce(f"{where}[{i}]", v, args[0]) for i, v in enumerate(value))
         if args and len(args) != len(value):
             raise fail
-        return tuple(coerce(f"{where}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args))) if args \
-            else tuple(value)
+        return (
+            tuple(coerce(f"{where}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args))) if args else tuple(value)
+        )
     if origin is dict or hint is dict:
         if not isinstance(value, Mapping):
             raise fail

@@ -25,8 +25,15 @@ from typing import Any, Literal, Mapping
 
 from nscl.experiment.coerce import check_parameters, coerce, describe_type, message, plain, read_config_file, suggest
 
-__all__ = ["ExperimentConfig", "check_parameters", "METHODS", "BACKBONES", "config_fields", "describe_type",
-           "RESERVED_OVERRIDES"]
+__all__ = [
+    "ExperimentConfig",
+    "check_parameters",
+    "METHODS",
+    "BACKBONES",
+    "config_fields",
+    "describe_type",
+    "RESERVED_OVERRIDES",
+]
 
 METHODS = ("nsp2", "dmnsp")
 BACKBONES = {"nsp2": ("vit", "clip"), "dmnsp": ("clip",)}
@@ -38,8 +45,12 @@ RESERVED_OVERRIDES = {
     "dmnsp": ("seed", "name", "projection", "freeze_visual_after_first_task", "loss_over"),
 }
 # the folder each real data set needs under the data root (see nscl.data.datasets)
-_DATA_FOLDERS = {"cifar100": "cifar-100-python", "imagenet_r": "imagenet-r", "domainnet": "domainnet",
-                 "tinyimagenet": "tiny-imagenet-200"}
+_DATA_FOLDERS = {
+    "cifar100": "cifar-100-python",
+    "imagenet_r": "imagenet-r",
+    "domainnet": "domainnet",
+    "tinyimagenet": "tiny-imagenet-200",
+}
 
 
 def _benchmark_ids() -> tuple[str, ...]:
@@ -73,33 +84,53 @@ class ExperimentConfig:
     """An experiment: a method family and its knobs, backbone, benchmark, preset, seeds, run settings, paths."""
 
     method: Literal["nsp2", "dmnsp"] = _f("nsp2", "method family: NSP² (prompts) or DMNSP (CLIP adapters)", METHODS)
-    preset: Literal["tiny", "paper"] = _f("tiny", "'tiny' (CPU, tiny backbones on shapes100) or 'paper' (the "
-                                                  "papers' recipes, ViT-B/16, GPU)", ("tiny", "paper"))
+    preset: Literal["tiny", "paper"] = _f(
+        "tiny",
+        "'tiny' (CPU, tiny backbones on shapes100) or 'paper' (the papers' recipes, ViT-B/16, GPU)",
+        ("tiny", "paper"),
+    )
     backbone: str | None = _f(None, "backbone; None: vit for nsp2 (VPT-NSP²), clip for dmnsp", ("vit", "clip"))
-    benchmark: str | None = _f(None, "benchmark id; None: the preset's default (tiny: shapes100-10s for nsp2, "
-                                     "shapes100-tinted-10s for dmnsp)", _benchmark_ids)
-    seeds: tuple[int, ...] | None = _f(None, "seeds to run; None: the recipe's own (tiny 0, DMNSP paper 32, "
-                                                "0 on NSP²'s seeded protocols)")
-    only: tuple[str, ...] | None = _f(None, "which of the experiment's methods to run (labels such as VPT-Seq, or "
-                                            "short names: Seq, NSP2, frozen, joint, zero-shot, DMNSP); None: all "
-                                            "the preset's")
-    variants: tuple[str, ...] | None = _f(None, "DMNSP only: the DMNSP variants to compare; None: ('paper',)",
-                                          _variant_names)
-    overrides: dict[str, Any] = _f({}, "method config fields to change (NSP2Config / DMNSPConfig), e.g. "
-                                       "{'lr': 0.005}; on the command line: --overrides lr=0.005 drift_weight=0")
+    benchmark: str | None = _f(
+        None,
+        "benchmark id; None: the preset's default (tiny: shapes100-10s for nsp2, shapes100-tinted-10s for dmnsp)",
+        _benchmark_ids,
+    )
+    seeds: tuple[int, ...] | None = _f(
+        None, "seeds to run; None: the recipe's own (tiny 0, DMNSP paper 32, 0 on NSP²'s seeded protocols)"
+    )
+    only: tuple[str, ...] | None = _f(
+        None,
+        "which of the experiment's methods to run (labels such as VPT-Seq, or "
+        "short names: Seq, NSP2, frozen, joint, zero-shot, DMNSP); None: all "
+        "the preset's",
+    )
+    variants: tuple[str, ...] | None = _f(
+        None, "DMNSP only: the DMNSP variants to compare; None: ('paper',)", _variant_names
+    )
+    overrides: dict[str, Any] = _f(
+        {},
+        "method config fields to change (NSP2Config / DMNSPConfig), e.g. "
+        "{'lr': 0.005}; on the command line: --overrides lr=0.005 drift_weight=0",
+    )
     epochs: int | None = _f(None, "epochs per task; None: the recipe's")
     max_tasks: int | None = _f(None, "stop after this many tasks; None: all")
     device: str = _f("cpu", f"where to train: {DEVICES}")
-    precision: str | None = _f(None, "autocast precision; None: the recipe's (bf16 on a GPU for the paper preset)",
-                               _precisions)
+    precision: str | None = _f(
+        None, "autocast precision; None: the recipe's (bf16 on a GPU for the paper preset)", _precisions
+    )
     progress: bool = _f(False, "tqdm bars per task")
     data_root: str | None = _f(None, "folder holding the real data sets; None: $NSCL_DATA or ~/.cache/nscl/data")
     download: bool = _f(False, "let torchvision download CIFAR-100 when it is missing (needs internet)")
-    run_root: str | None = _f(None, "where the runs go (run_root/<method label>/seed<k>, resumable); None: "
-                                    "$NSCL_OUTPUT/runs/<preset>/<method>/<benchmark>")
-    clip_prompt_layers: Literal["paper", "code"] = _f("paper", "NSP² with CLIP, paper preset: prompts in 3 "
-                                                               "blocks ('paper') or 4 (the official script, 'code')",
-                                                      ("paper", "code"))
+    run_root: str | None = _f(
+        None,
+        "where the runs go (run_root/<method label>/seed<k>, resumable); None: "
+        "$NSCL_OUTPUT/runs/<preset>/<method>/<benchmark>",
+    )
+    clip_prompt_layers: Literal["paper", "code"] = _f(
+        "paper",
+        "NSP² with CLIP, paper preset: prompts in 3 blocks ('paper') or 4 (the official script, 'code')",
+        ("paper", "code"),
+    )
 
     # -- validation ------------------------------------------------------------------------------
     def __post_init__(self) -> None:
@@ -109,7 +140,7 @@ class ExperimentConfig:
             object.__setattr__(self, f.name, value)
             choices = _choices(f)
             if choices is not None and value is not None:
-                for item in (value if isinstance(value, tuple) else (value,)):
+                for item in value if isinstance(value, tuple) else (value,):
                     if item not in choices:
                         raise ValueError(message(f.name, value, f"one of {list(choices)}" + suggest(item, choices)))
         from nscl.data.benchmarks import BENCHMARKS
@@ -129,28 +160,46 @@ class ExperimentConfig:
             raise ValueError(message("device", self.device, DEVICES))
         if self.backbone is not None and self.backbone not in BACKBONES[self.method]:
             why = " (DMNSP adapts CLIP's two towers)" if self.method == "dmnsp" else ""
-            raise ValueError(message("backbone", self.backbone, f"for method={self.method!r}: "
-                                      f"{list(BACKBONES[self.method])} or None{why}"))
+            raise ValueError(
+                message(
+                    "backbone",
+                    self.backbone,
+                    f"for method={self.method!r}: {list(BACKBONES[self.method])} or None{why}",
+                )
+            )
         if self.variants is not None and self.method != "dmnsp":
-            raise ValueError(message("variants", self.variants, "None for method='nsp2' (variants are DMNSP's: "
-                                      f"{list(_variant_names())}); choose NSP² methods with `only`"))
+            raise ValueError(
+                message(
+                    "variants",
+                    self.variants,
+                    "None for method='nsp2' (variants are DMNSP's: "
+                    f"{list(_variant_names())}); choose NSP² methods with `only`",
+                )
+            )
         if self.variants is not None and not self.variants:
             raise ValueError(message("variants", self.variants, f"a non-empty list of {list(_variant_names())}"))
         benchmark = self.benchmark_id
         bench = BENCHMARKS[benchmark]
         if self.preset == "tiny" and bench.dataset != "shapes100":
             tiny = [b for b, v in BENCHMARKS.items() if v.dataset == "shapes100"]
-            raise ValueError(message("benchmark", benchmark, f"for preset='tiny' a shapes100 benchmark {tiny} "
-                                      "(the tiny backbones were pretrained on shapes100); use preset='paper' for "
-                                      f"{bench.dataset}"))
+            raise ValueError(
+                message(
+                    "benchmark",
+                    benchmark,
+                    f"for preset='tiny' a shapes100 benchmark {tiny} "
+                    "(the tiny backbones were pretrained on shapes100); use preset='paper' for "
+                    f"{bench.dataset}",
+                )
+            )
         try:
             _, method_config, _ = self._recipe("cpu")
-        except ValueError as err:   # the recipe's own protocol check (e.g. the paper preset on a shapes100 benchmark)
-            raise ValueError(message("benchmark", benchmark, f"a protocol of the {self.method} {self.preset} "
-                                      f"recipe: {err}")) from None
+        except ValueError as err:  # the recipe's own protocol check (e.g. the paper preset on a shapes100 benchmark)
+            raise ValueError(
+                message("benchmark", benchmark, f"a protocol of the {self.method} {self.preset} recipe: {err}")
+            ) from None
         object.__setattr__(self, "overrides", self._checked_overrides(method_config))
         self._check_data_root(bench)
-        selected = self.selected_methods()   # checks `only`
+        selected = self.selected_methods()  # checks `only`
         if not selected:
             raise ValueError(message("only", self.only, "at least one method"))
 
@@ -164,13 +213,20 @@ class ExperimentConfig:
         checked = {}
         for key, value in self.overrides.items():
             if key in reserved:
-                raise ValueError(message("overrides", {key: value}, f"fields of {cls.__name__} other than "
-                                          f"{list(reserved)} (the experiment sets those per method; seeds via "
-                                          "`seeds`)"))
+                raise ValueError(
+                    message(
+                        "overrides",
+                        {key: value},
+                        f"fields of {cls.__name__} other than "
+                        f"{list(reserved)} (the experiment sets those per method; seeds via "
+                        "`seeds`)",
+                    )
+                )
             if key not in fields:
                 allowed = [n for n in fields if n not in reserved]
-                raise ValueError(message("overrides", {key: value}, f"fields of {cls.__name__}: {allowed}"
-                                          + suggest(key, allowed)))
+                raise ValueError(
+                    message("overrides", {key: value}, f"fields of {cls.__name__}: {allowed}" + suggest(key, allowed))
+                )
             where = f"ExperimentConfig.overrides[{key!r}] ({cls.__name__}.{key})"
             current = getattr(method_config, key)
             if dataclasses.is_dataclass(current) and isinstance(value, Mapping):
@@ -179,24 +235,27 @@ class ExperimentConfig:
                 names = [f.name for f in dataclasses.fields(current)]
                 unknown = [k for k in value if k not in names]
                 if unknown:
-                    raise ValueError(f"{where}: unknown {type(current).__name__} fields {unknown}; accepted: {names}"
-                                     + suggest(unknown[0], names))
+                    raise ValueError(
+                        f"{where}: unknown {type(current).__name__} fields {unknown}; accepted: {names}"
+                        + suggest(unknown[0], names)
+                    )
                 try:
-                    checked[key] = dataclasses.replace(current, **{k: coerce(f"{where}.{k}", v, sub_hints[k])
-                                                                   for k, v in value.items()})
+                    checked[key] = dataclasses.replace(
+                        current, **{k: coerce(f"{where}.{k}", v, sub_hints[k]) for k, v in value.items()}
+                    )
                 except ValueError as err:
                     raise ValueError(str(err) if str(err).startswith(where) else f"{where}: {err}") from None
             else:
                 checked[key] = coerce(where, value, hints[key])
         try:
-            dataclasses.replace(method_config, **checked)   # the method config's own range checks
+            dataclasses.replace(method_config, **checked)  # the method config's own range checks
         except (ValueError, TypeError) as err:
             raise ValueError(f"ExperimentConfig.overrides={self.overrides!r}: {err}") from None
         return checked
 
     def _check_data_root(self, bench) -> None:
         if bench.dataset not in _DATA_FOLDERS:
-            return   # shapes100 and digits are generated here
+            return  # shapes100 and digits are generated here
         from nscl.paths import data_root
 
         root = data_root(self.data_root)
@@ -208,9 +267,15 @@ class ExperimentConfig:
             where = f"{root} ({given})"
             missing = "does not exist" if not root.is_dir() else f"has no {_DATA_FOLDERS[bench.dataset]}/"
             how = "; or download=True (CIFAR-100 only, needs internet)" if bench.dataset == "cifar100" else ""
-            raise ValueError(message("data_root", self.data_root, f"a folder holding {_DATA_FOLDERS[bench.dataset]}/ "
-                                      f"for benchmark {bench.id!r}: {where} {missing}. Set data_root / $NSCL_DATA "
-                                      f"to where the data set is prepared (see nscl.data.datasets){how}"))
+            raise ValueError(
+                message(
+                    "data_root",
+                    self.data_root,
+                    f"a folder holding {_DATA_FOLDERS[bench.dataset]}/ "
+                    f"for benchmark {bench.id!r}: {where} {missing}. Set data_root / $NSCL_DATA "
+                    f"to where the data set is prepared (see nscl.data.datasets){how}",
+                )
+            )
 
     # -- derived -----------------------------------------------------------------------------------
     @property
@@ -246,20 +311,34 @@ class ExperimentConfig:
         if self.method == "nsp2":
             from nscl.nsp2.recipe import nsp2_experiment
 
-            return nsp2_experiment(self.preset, self.backbone_id, self.benchmark_id, device=device,
-                                   data_root=self.data_root, download=self.download,
-                                   clip_prompt_layers=self.clip_prompt_layers, **self.overrides)
+            return nsp2_experiment(
+                self.preset,
+                self.backbone_id,
+                self.benchmark_id,
+                device=device,
+                data_root=self.data_root,
+                download=self.download,
+                clip_prompt_layers=self.clip_prompt_layers,
+                **self.overrides,
+            )
         from nscl.dmnsp.recipe import dmnsp_experiment
 
-        return dmnsp_experiment(self.preset, self.benchmark_id, device=device, data_root=self.data_root,
-                                download=self.download, variants=self.variants or ("paper",), frozen=frozen,
-                                **self.overrides)
+        return dmnsp_experiment(
+            self.preset,
+            self.benchmark_id,
+            device=device,
+            data_root=self.data_root,
+            download=self.download,
+            variants=self.variants or ("paper",),
+            frozen=frozen,
+            **self.overrides,
+        )
 
     def method_labels(self) -> dict[str, str]:
         """Every accepted name in `only` -> the experiment's method label (labels and short aliases)."""
         labels = list(self._build("cpu", frozen=True).methods)
         table: dict[str, str] = {}
-        for label in labels:   # exact labels first, then their short forms
+        for label in labels:  # exact labels first, then their short forms
             table[label] = label
         for label in labels:
             short = label
@@ -279,9 +358,10 @@ class ExperimentConfig:
         chosen = []
         for name in self.only:
             if name not in table:
-                raise ValueError(message("only", self.only, f"names among {sorted(set(table))}"
-                                          + suggest(name, list(table))))
-            if name == "DMNSP" and self.method == "dmnsp":   # every DMNSP variant asked for
+                raise ValueError(
+                    message("only", self.only, f"names among {sorted(set(table))}" + suggest(name, list(table)))
+                )
+            if name == "DMNSP" and self.method == "dmnsp":  # every DMNSP variant asked for
                 chosen += [label for label in dict.fromkeys(table.values()) if label.startswith("DMNSP")]
             else:
                 chosen.append(table[name])
@@ -292,8 +372,9 @@ class ExperimentConfig:
         """The preset's Experiment with these settings (nothing is loaded or trained yet)."""
         device = self.resolved_device
         experiment = self._build(device, frozen="frozen" in self.selected_methods())
-        return experiment.with_run(epochs=self.epochs, max_tasks=self.max_tasks, progress=self.progress,
-                                   precision=self.precision)
+        return experiment.with_run(
+            epochs=self.epochs, max_tasks=self.max_tasks, progress=self.progress, precision=self.precision
+        )
 
     def default_run_root(self) -> Path:
         from nscl.paths import output_dir
@@ -327,8 +408,10 @@ class ExperimentConfig:
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = [k for k in merged if k not in names]
         if unknown:
-            raise ValueError(f"unknown ExperimentConfig field{'s' if len(unknown) > 1 else ''} {unknown}"
-                             f"{suggest(unknown[0], names)}; the fields are {names}")
+            raise ValueError(
+                f"unknown ExperimentConfig field{'s' if len(unknown) > 1 else ''} {unknown}"
+                f"{suggest(unknown[0], names)}; the fields are {names}"
+            )
         return cls(**merged)
 
     @classmethod

@@ -34,33 +34,26 @@ __all__ = ["Experiment", "compare", "PRESETS", "check_preset", "check_seeds", "m
 PRESETS = ("tiny", "paper")
 
 
-
-
-
-
-
-
-
-
-
-
 def check_seeds(seeds, name: str = "seeds") -> tuple[int, ...]:
     """`seeds` as a tuple of ints, or a ValueError naming `name` (a bare int or a string is not a list)."""
-    values = seeds.tolist() if hasattr(seeds, "tolist") else seeds   # numpy arrays
+    values = seeds.tolist() if hasattr(seeds, "tolist") else seeds  # numpy arrays
     if not isinstance(values, (list, tuple, range)):
         raise ValueError(f"{name}={seeds!r}: seeds must be a list of ints, e.g. [0] or [0, 1, 2]")
     values = list(values)
     bad = [s for s in values if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 0]
     if bad or not values:
-        raise ValueError(f"{name}={seeds!r}: seeds must be a non-empty list of ints >= 0, e.g. [0] or [0, 1, 2]"
-                         + (f" ({bad[:3]} are not)" if bad else ""))
+        raise ValueError(
+            f"{name}={seeds!r}: seeds must be a non-empty list of ints >= 0, e.g. [0] or [0, 1, 2]"
+            + (f" ({bad[:3]} are not)" if bad else "")
+        )
     if len(set(values)) != len(values):
         raise ValueError(f"{name}={seeds!r}: a seed is listed twice")
     return tuple(int(s) for s in values)
 
 
-def merge_metrics_csv(path: Path, frame: pd.DataFrame, keys: Sequence[str] = ("method", "seed"),
-                      existing: pd.DataFrame | None = None) -> pd.DataFrame:
+def merge_metrics_csv(
+    path: Path, frame: pd.DataFrame, keys: Sequence[str] = ("method", "seed"), existing: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Write `frame` into the CSV at `path`, keeping the rows of other (method, seed) already there
     (or in `existing`, when given: the file's earlier contents)."""
     path = Path(path)
@@ -76,12 +69,6 @@ def merge_metrics_csv(path: Path, frame: pd.DataFrame, keys: Sequence[str] = ("m
     return frame
 
 
-
-
-
-
-
-
 @dataclass
 class Experiment:
     """A benchmark, its run settings and the methods to compare (factories of the seed)."""
@@ -90,12 +77,13 @@ class Experiment:
     data: Callable[[int], ContinualData]
     run: RunConfig
     methods: dict[str, Callable[[int], ContinualMethod]]
-    run_overrides: dict[str, dict] = field(default_factory=dict)   # per method, e.g. {"joint": {"joint": True}}
+    run_overrides: dict[str, dict] = field(default_factory=dict)  # per method, e.g. {"joint": {"joint": True}}
     notes: dict[str, str] = field(default_factory=dict)
-    default_seeds: tuple[int, ...] = (0,)   # the recipe's own seeds (e.g. DMNSP's official 32)
+    default_seeds: tuple[int, ...] = (0,)  # the recipe's own seeds (e.g. DMNSP's official 32)
 
-    def run_one(self, name: str, seed: int, run_dir: str | Path | None = None,
-                data: ContinualData | None = None) -> RunResult:
+    def run_one(
+        self, name: str, seed: int, run_dir: str | Path | None = None, data: ContinualData | None = None
+    ) -> RunResult:
         """One method and seed (resumable in run_dir, which also gets run.json: benchmark, method, seed)."""
         if name not in self.methods:
             raise ValueError(f"unknown method {name!r}; this experiment has {list(self.methods)}")
@@ -112,8 +100,9 @@ class Experiment:
             labels = {"benchmark": self.benchmark.id, "method": name, "seed": int(seed), **self.notes}
             (run_dir / "run.json").write_text(json.dumps(labels, indent=2))
 
-    def run_all(self, seeds: Sequence[int] | None = None, run_root: str | Path | None = None,
-                only: Sequence[str] | None = None) -> tuple[pd.DataFrame, dict[tuple[str, int], RunResult]]:
+    def run_all(
+        self, seeds: Sequence[int] | None = None, run_root: str | Path | None = None, only: Sequence[str] | None = None
+    ) -> tuple[pd.DataFrame, dict[tuple[str, int], RunResult]]:
         """Run the methods (or `only` those) for every seed; checkpointed under run_root/<method>/seed<k>.
 
         run_root/metrics.csv gathers one row per (method, seed) across calls: a call replaces the rows of
@@ -144,7 +133,7 @@ class Experiment:
                 before = pd.read_csv(csv) if csv is not None and csv.exists() and csv.stat().st_size else None
                 _, res = compare({name: self.methods[name]}, data_for, config, [seed], run_root)
                 results.update(res)
-                if csv is not None:   # after every run: a crash later keeps what is done
+                if csv is not None:  # after every run: a crash later keeps what is done
                     merge_metrics_csv(csv, metrics_frame(res), existing=before)
         return metrics_frame(results), results
 
@@ -170,10 +159,13 @@ def check_preset(preset: str) -> Literal["tiny", "paper"]:
     return preset  # type: ignore[return-value]
 
 
-def compare(methods: Mapping[str, Callable[[int], ContinualMethod]],
-            data: ContinualData | Callable[[int], ContinualData], config: RunConfig,
-            seeds: Sequence[int] = (0,), run_root: str | Path | None = None
-            ) -> tuple[pd.DataFrame, dict[tuple[str, int], RunResult]]:
+def compare(
+    methods: Mapping[str, Callable[[int], ContinualMethod]],
+    data: ContinualData | Callable[[int], ContinualData],
+    config: RunConfig,
+    seeds: Sequence[int] = (0,),
+    run_root: str | Path | None = None,
+) -> tuple[pd.DataFrame, dict[tuple[str, int], RunResult]]:
     """Run every `methods[name](seed)` for every seed; results under run_root/<name>/seed<k> (resumable).
 
     data: one continual problem, or a function of the seed (when the class order depends on it).
@@ -189,4 +181,3 @@ def compare(methods: Mapping[str, Callable[[int], ContinualMethod]],
         Path(run_root).mkdir(parents=True, exist_ok=True)
         frame.to_csv(Path(run_root) / "metrics.csv", index=False)
     return frame, results
-

@@ -33,11 +33,10 @@ from nscl.experiment.experiment import check_seeds, merge_metrics_csv
 from nscl.experiment.result import metrics_frame, slug
 from nscl.files import atomic_write_text, read_json
 
-__all__ = ["SweepRun", "expand", "sweep", "run_point", "format_outcomes", "failed_points",
-           "STATUS_FILE"]
+__all__ = ["SweepRun", "expand", "sweep", "run_point", "format_outcomes", "failed_points", "STATUS_FILE"]
 
 STATUS_FILE = "status.json"
-_VOLATILE = ("progress", "run_root", "device")   # changing these does not make a finished point unfinished
+_VOLATILE = ("progress", "run_root", "device")  # changing these does not make a finished point unfinished
 
 
 @dataclass(frozen=True)
@@ -60,8 +59,14 @@ def point_dir(run_root: str | Path, config: ExperimentConfig) -> Path:
     return Path(run_root) / config.method / config.benchmark_id / f"seed{config.seeds[0]}"
 
 
-def expand(methods: Sequence[str], benchmarks: Sequence[str | None], seeds: Sequence[int], run_root: str | Path,
-           base: ExperimentConfig | dict | None = None, **settings) -> list[SweepRun]:
+def expand(
+    methods: Sequence[str],
+    benchmarks: Sequence[str | None],
+    seeds: Sequence[int],
+    run_root: str | Path,
+    base: ExperimentConfig | dict | None = None,
+    **settings,
+) -> list[SweepRun]:
     """Every (method, benchmark, seed) as a validated SweepRun; one ValueError lists every invalid point.
 
     base / settings: the other ExperimentConfig fields, shared by every point (settings win).
@@ -105,16 +110,25 @@ def _write_status(run_dir: Path, status: dict) -> None:
 
 def is_finished(run: SweepRun) -> bool:
     status = _read_status(run.run_dir)
-    return bool(status and status.get("state") == "done"
-                and _comparable(status.get("config", {})) == _comparable(run.config.to_dict()))
+    return bool(
+        status
+        and status.get("state") == "done"
+        and _comparable(status.get("config", {})) == _comparable(run.config.to_dict())
+    )
 
 
 def run_point(config: dict, run_dir: str) -> dict:
     """Run one grid point (in a Ray worker or in this process); returns its status, never raises."""
     path = Path(run_dir)
     start = time.time()
-    status: dict[str, Any] = {"key": None, "state": "running", "config": config, "host": socket.gethostname(),
-                              "started": time.strftime("%Y-%m-%d %H:%M:%S"), "error": None}
+    status: dict[str, Any] = {
+        "key": None,
+        "state": "running",
+        "config": config,
+        "host": socket.gethostname(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "error": None,
+    }
     try:
         cfg = ExperimentConfig.from_dict(config)
         status["key"] = f"{cfg.method}/{cfg.benchmark_id}/seed{cfg.seeds[0]}"
@@ -126,9 +140,12 @@ def run_point(config: dict, run_dir: str) -> dict:
         for name in cfg.selected_methods():
             results[(name, seed)] = experiment.run_one(name, seed, path / slug(name), data)
         merge_metrics_csv(path / "metrics.csv", metrics_frame(results))
-        status.update(state="done", methods=[name for name, _ in results],
-                      tasks_done={name: int(r.accuracy.shape[0]) for (name, _), r in results.items()})
-    except Exception as err:   # reported, not raised: one failing point must not stop the grid
+        status.update(
+            state="done",
+            methods=[name for name, _ in results],
+            tasks_done={name: int(r.accuracy.shape[0]) for (name, _), r in results.items()},
+        )
+    except Exception as err:  # reported, not raised: one failing point must not stop the grid
         status.update(state="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
     status["seconds"] = round(time.time() - start, 1)
     _write_status(path, status)
@@ -143,8 +160,13 @@ def _ray_available() -> bool:
     return True
 
 
-def sweep(runs: Iterable[SweepRun], address: str | None = None, backend: str = "auto", num_cpus: int | None = None,
-          log: Callable[[str], None] = print) -> list[dict]:
+def sweep(
+    runs: Iterable[SweepRun],
+    address: str | None = None,
+    backend: str = "auto",
+    num_cpus: int | None = None,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
     """Run every point not yet done (resuming unfinished ones); one outcome dict per point, in order.
 
     backend: "ray" (Ray required), "local" (sequential, this process) or "auto" (Ray when installed).
@@ -161,8 +183,11 @@ def sweep(runs: Iterable[SweepRun], address: str | None = None, backend: str = "
     if backend == "auto":
         backend = "ray" if _ray_available() else "local"
         if backend == "local":
-            warnings.warn("Ray is not installed (pip install 'nscl[sweep]' or 'ray'): the grid runs sequentially "
-                          "in this process", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                "Ray is not installed (pip install 'nscl[sweep]' or 'ray'): the grid runs sequentially in this process",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     elif backend == "ray" and not _ray_available():
         raise RuntimeError("backend='ray' but Ray is not installed: pip install 'nscl[sweep]' (or 'ray')")
     if backend == "local" and address is not None:
@@ -172,16 +197,27 @@ def sweep(runs: Iterable[SweepRun], address: str | None = None, backend: str = "
     todo: list[int] = []
     for i, run in enumerate(runs):
         if is_finished(run):
-            outcomes[i] = {"key": run.key, "state": "skipped", "error": None, "seconds": 0.0,
-                           "run_dir": str(run.run_dir), "note": "done before"}
+            outcomes[i] = {
+                "key": run.key,
+                "state": "skipped",
+                "error": None,
+                "seconds": 0.0,
+                "run_dir": str(run.run_dir),
+                "note": "done before",
+            }
             log(f"[sweep] {run.key}: done before, skipped")
         else:
             todo.append(i)
     if todo:
         runner = _run_on_ray if backend == "ray" else _run_locally
         for i, status in runner([runs[i] for i in todo], todo, address, num_cpus, log):
-            outcomes[i] = {"key": runs[i].key, "state": status["state"], "error": status.get("error"),
-                           "seconds": status.get("seconds"), "run_dir": str(runs[i].run_dir)}
+            outcomes[i] = {
+                "key": runs[i].key,
+                "state": status["state"],
+                "error": status.get("error"),
+                "seconds": status.get("seconds"),
+                "run_dir": str(runs[i].run_dir),
+            }
     return [outcomes[i] for i in range(len(runs))]
 
 
@@ -215,8 +251,11 @@ def _run_on_ray(runs, indices, address, num_cpus, log):
     for i, run in zip(indices, runs):
         device = run.config.device
         if device.startswith("cuda") and gpus < 1:
-            status = {"state": "failed", "seconds": 0.0,
-                      "error": f"device={device!r} but the Ray cluster has no GPU; use device='auto' or 'cpu'"}
+            status = {
+                "state": "failed",
+                "seconds": 0.0,
+                "error": f"device={device!r} but the Ray cluster has no GPU; use device='auto' or 'cpu'",
+            }
             _write_status(run.run_dir, {**status, "key": run.key, "config": run.config.to_dict()})
             _log_outcome(log, run, status)
             yield i, status
@@ -225,15 +264,17 @@ def _run_on_ray(runs, indices, address, num_cpus, log):
         config = run.config.replace(device="cuda" if use_gpu else ("cpu" if device == "auto" else device)).to_dict()
         options = {"num_cpus": 1, "num_gpus": 1} if use_gpu else {"num_cpus": 1}
         pending[remote.options(**options).remote(config, str(run.run_dir))] = (i, run)
-    log(f"[sweep] {len(pending)} point(s) dispatched on Ray ({ray.cluster_resources().get('CPU', 0):g} CPUs, "
-        f"{gpus:g} GPUs)")
+    log(
+        f"[sweep] {len(pending)} point(s) dispatched on Ray ({ray.cluster_resources().get('CPU', 0):g} CPUs, "
+        f"{gpus:g} GPUs)"
+    )
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         for ref in ready:
             i, run = pending.pop(ref)
             try:
                 status = ray.get(ref)
-            except Exception as err:   # the worker died (killed, out of memory): the point stays resumable
+            except Exception as err:  # the worker died (killed, out of memory): the point stays resumable
                 status = {"state": "failed", "seconds": None, "error": f"{type(err).__name__}: {err}"}
                 old = _read_status(run.run_dir) or {}
                 _write_status(run.run_dir, {**old, **status, "key": run.key, "config": run.config.to_dict()})
@@ -256,11 +297,6 @@ def format_outcomes(outcomes: Sequence[dict]) -> str:
 # -- gathering results -----------------------------------------------------------------------------
 
 
-
-
-
-
-
 def failed_points(run_root: str | Path) -> list[dict]:
     """status.json of every failed sweep point under run_root."""
     failed = []
@@ -269,4 +305,3 @@ def failed_points(run_root: str | Path) -> list[dict]:
         if status and status.get("state") == "failed":
             failed.append({"key": status.get("key"), "run_dir": str(path.parent), "error": status.get("error")})
     return failed
-

@@ -32,9 +32,9 @@ Batches = Callable[..., Iterator[tuple[torch.Tensor, torch.Tensor]]]
 @dataclass(frozen=True)
 class TaskInfo:
     index: int
-    positions: range                 # global labels (class positions) of this task
-    n_seen: int                      # classes seen once this task is learnt
-    class_names: tuple[str, ...]     # every class name in position order
+    positions: range  # global labels (class positions) of this task
+    n_seen: int  # classes seen once this task is learnt
+    class_names: tuple[str, ...]  # every class name in position order
     n_train: int
     steps_per_epoch: int
     epochs: int
@@ -53,7 +53,7 @@ class ContinualMethod(ABC):
 
     name: str = "method"
     transform: BatchTransform
-    trains: bool = True   # False: the run loop skips training (e.g. zero-shot CLIP)
+    trains: bool = True  # False: the run loop skips training (e.g. zero-shot CLIP)
 
     def __init__(self) -> None:
         self.device = torch.device("cpu")

@@ -35,7 +35,7 @@ class SharedLayerConfig:
     hidden: int = 64
     lr: float = 1e-2
     weight_decay: float = 0.0
-    null_space: NullSpaceRule | None = None   # None: sequential fine-tuning (Seq)
+    null_space: NullSpaceRule | None = None  # None: sequential fine-tuning (Seq)
     eta: float = 1.0
     dtype: str = "float32"
     seed: int = 0
@@ -45,8 +45,9 @@ class SharedLayerConfig:
 class SharedLayerClassifier(ContinualMethod):
     """Fixed features -> shared linear layer (protected or not) -> per-task heads."""
 
-    def __init__(self, features: nn.Module, feature_dim: int, transform: BatchTransform,
-                 config: SharedLayerConfig) -> None:
+    def __init__(
+        self, features: nn.Module, feature_dim: int, transform: BatchTransform, config: SharedLayerConfig
+    ) -> None:
         super().__init__()
         self.config = config
         self.name = config.name or ("seq" if config.null_space is None else f"null-space ({config.null_space.mode})")
@@ -85,8 +86,12 @@ class SharedLayerClassifier(ContinualMethod):
         projections = {}
         if self.projector is not None:
             projections[self.shared.weight] = TwoSidedProjection(right=self.projector.to(self.device, self.dtype))
-        self.optimizer = ProjectedAdam([self.shared.weight, *head.parameters()], lr=self.config.lr,
-                                       weight_decay=self.config.weight_decay, projections=projections)
+        self.optimizer = ProjectedAdam(
+            [self.shared.weight, *head.parameters()],
+            lr=self.config.lr,
+            weight_decay=self.config.weight_decay,
+            projections=projections,
+        )
 
     def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         # Local cross-entropy over the current task's classes (the new head), as NSP² trains its heads.
@@ -104,8 +109,13 @@ class SharedLayerClassifier(ContinualMethod):
         for images, _ in batches(train_transform=False):
             self.covariance.update(self.inputs(images))
         self.covariance.end_task()
-        self.projector, info = null_space_projector(self.covariance.matrix, self.config.null_space,
-                                                    eta=self.config.eta, dtype=torch.float64, name="shared layer")
+        self.projector, info = null_space_projector(
+            self.covariance.matrix,
+            self.config.null_space,
+            eta=self.config.eta,
+            dtype=torch.float64,
+            name="shared layer",
+        )
         self.null_space_info.append(info)
 
     @torch.no_grad()
@@ -114,10 +124,14 @@ class SharedLayerClassifier(ContinualMethod):
         return torch.cat([head(h) for head in self.heads], dim=1)
 
     def state_dict(self) -> dict:
-        return {"shared": self.shared.state_dict(), "heads": [h.state_dict() for h in self.heads],
-                "covariance": self.covariance.state_dict(),
-                "projector": None if self.projector is None else self.projector.cpu(),
-                "null_space_info": list(self.null_space_info), "task": self.task}
+        return {
+            "shared": self.shared.state_dict(),
+            "heads": [h.state_dict() for h in self.heads],
+            "covariance": self.covariance.state_dict(),
+            "projector": None if self.projector is None else self.projector.cpu(),
+            "null_space_info": list(self.null_space_info),
+            "task": self.task,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.shared.load_state_dict(state["shared"])

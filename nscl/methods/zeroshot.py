@@ -21,10 +21,11 @@ class ZeroShotConfig:
 
 
 class ZeroShotCLIP(ContinualMethod):
-    trains = False   # the run loop skips its training batches
+    trains = False  # the run loop skips its training batches
 
-    def __init__(self, clip_model: nn.Module, tokenizer, transform: BatchTransform,
-                 config: ZeroShotConfig = ZeroShotConfig()) -> None:
+    def __init__(
+        self, clip_model: nn.Module, tokenizer, transform: BatchTransform, config: ZeroShotConfig = ZeroShotConfig()
+    ) -> None:
         super().__init__()
         self.config, self.name, self.transform = config, config.name, transform
         self.clip, self.tokenizer = clip_model.eval().requires_grad_(False), tokenizer

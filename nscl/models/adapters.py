@@ -51,12 +51,13 @@ class AdapterBlock(nn.Module):
     def __init__(self, block: nn.Module, adapter: Adapter, tower: str, index: int, owner: AdapterSet) -> None:
         super().__init__()
         if not (hasattr(block, "ln_1") and hasattr(block, "mlp")):
-            raise TypeError(f"cannot add an adapter to {type(block).__name__}: expected an open_clip "
-                            f"ResidualAttentionBlock")
+            raise TypeError(
+                f"cannot add an adapter to {type(block).__name__}: expected an open_clip ResidualAttentionBlock"
+            )
         self.block = block
-        self.adaptmlp = adapter   # the official parameter name contains "adapt"
+        self.adaptmlp = adapter  # the official parameter name contains "adapt"
         self.tower, self.index = tower, index
-        self._owner = [owner]     # not registered as a sub-module
+        self._owner = [owner]  # not registered as a sub-module
 
     def get_weight_dtype(self) -> torch.dtype:  # open_clip's Transformer asks its first block for this
         return self.block.get_weight_dtype()
@@ -84,8 +85,13 @@ class AdapterSet(nn.Module):
         return self.visual if name == "visual" else self.text
 
 
-def add_adapters(clip_model: nn.Module, bottleneck: int = 64, scale: float = 0.1, dropout: float = 0.1,
-                 generator: torch.Generator | None = None) -> AdapterSet:
+def add_adapters(
+    clip_model: nn.Module,
+    bottleneck: int = 64,
+    scale: float = 0.1,
+    dropout: float = 0.1,
+    generator: torch.Generator | None = None,
+) -> AdapterSet:
     """Insert an adapter into every block of both towers (in place); returns the set holding them."""
     adapters = AdapterSet()
     towers = {"visual": clip_model.visual.transformer.resblocks, "text": clip_model.transformer.resblocks}

@@ -36,14 +36,28 @@ from torch import nn
 
 from nscl.files import atomic_write, atomic_write_text
 
-__all__ = ["WEIGHTS_DIR", "MANIFEST", "ArtifactError", "WeightsId", "weights_identity", "file_sha256",
-           "read_manifest", "load_shipped", "write_shipped", "perturbation_seed", "perturb_", "tag_weights",
-           "weights_of", "describe", "machine_description"]
+__all__ = [
+    "WEIGHTS_DIR",
+    "MANIFEST",
+    "ArtifactError",
+    "WeightsId",
+    "weights_identity",
+    "file_sha256",
+    "read_manifest",
+    "load_shipped",
+    "write_shipped",
+    "perturbation_seed",
+    "perturb_",
+    "tag_weights",
+    "weights_of",
+    "describe",
+    "machine_description",
+]
 
 WEIGHTS_DIR = Path(__file__).with_name("weights")
 MANIFEST = WEIGHTS_DIR / "manifest.json"
 PERTURB_ENV = "NSCL_PERTURB_WEIGHTS"
-_ATTRIBUTE = "nscl_weights"   # where a loaded backbone carries its WeightsId
+_ATTRIBUTE = "nscl_weights"  # where a loaded backbone carries its WeightsId
 
 
 class ArtifactError(RuntimeError):
@@ -54,9 +68,9 @@ class ArtifactError(RuntimeError):
 class WeightsId:
     """Which weights a backbone holds: its name, an identity hash, and where they came from."""
 
-    name: str          # "tiny-vit" or "tiny-clip"
-    identity: str      # 16 hex digits of weights_identity(), "+perturbed<seed>" when NSCL_PERTURB_WEIGHTS is set
-    source: str        # "shipped", "cache" or "trained"
+    name: str  # "tiny-vit" or "tiny-clip"
+    identity: str  # 16 hex digits of weights_identity(), "+perturbed<seed>" when NSCL_PERTURB_WEIGHTS is set
+    source: str  # "shipped", "cache" or "trained"
 
     def __str__(self) -> str:
         return f"{self.name}@{self.identity}"
@@ -98,14 +112,18 @@ def load_shipped(name: str, key: str) -> tuple[dict[str, torch.Tensor], WeightsI
         return None
     path = WEIGHTS_DIR / entry["file"]
     if not path.exists():
-        raise ArtifactError(f"{name}: the manifest lists {path}, which is missing; restore it from the repository "
-                            f"(git checkout -- {path.relative_to(WEIGHTS_DIR.parents[2])}) or rebuild the shipped "
-                            f"weights with `python -m nscl artifacts build`.")
+        raise ArtifactError(
+            f"{name}: the manifest lists {path}, which is missing; restore it from the repository "
+            f"(git checkout -- {path.relative_to(WEIGHTS_DIR.parents[2])}) or rebuild the shipped "
+            f"weights with `python -m nscl artifacts build`."
+        )
     found = file_sha256(path)
     if found != entry["sha256"]:
-        raise ArtifactError(f"{name}: {path} has sha256 {found[:16]}…, the manifest says {entry['sha256'][:16]}…: the "
-                            f"file is damaged or was replaced without its manifest. Restore both from the repository, "
-                            f"or rebuild them together with `python -m nscl artifacts build`.")
+        raise ArtifactError(
+            f"{name}: {path} has sha256 {found[:16]}…, the manifest says {entry['sha256'][:16]}…: the "
+            f"file is damaged or was replaced without its manifest. Restore both from the repository, "
+            f"or rebuild them together with `python -m nscl artifacts build`."
+        )
     return _as_float32(load_file(path)), WeightsId(name, entry["identity"], "shipped")
 
 
@@ -119,10 +137,17 @@ def write_shipped(name: str, key: str, model: nn.Module, stats: Mapping, made_wi
     stored = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     path = WEIGHTS_DIR / f"{name}.safetensors"
     atomic_write(path, lambda tmp: save_file(stored, str(tmp), metadata={"name": name, "key": key}))
-    entry = {"file": path.name, "sha256": file_sha256(path), "key": key,
-             "identity": weights_identity(_as_float32(stored)), "dtype": "float16 (loaded as float32)",
-             "bytes": path.stat().st_size, "made_with": made_with, "made_on": machine_description(),
-             "stats": {k: v for k, v in stats.items() if k not in ("losses", "classes")}}
+    entry = {
+        "file": path.name,
+        "sha256": file_sha256(path),
+        "key": key,
+        "identity": weights_identity(_as_float32(stored)),
+        "dtype": "float16 (loaded as float32)",
+        "bytes": path.stat().st_size,
+        "made_with": made_with,
+        "made_on": machine_description(),
+        "stats": {k: v for k, v in stats.items() if k not in ("losses", "classes")},
+    }
     manifest = read_manifest()
     manifest[name] = entry
     atomic_write_text(MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -137,8 +162,10 @@ def machine_description() -> str:
             model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
     except OSError:
         pass
-    return (f"{model}, {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads, "
-            f"torch {torch.__version__.split('+')[0]}")
+    return (
+        f"{model}, {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__.split('+')[0]}"
+    )
 
 
 def perturbation_seed() -> int | None:
@@ -149,8 +176,9 @@ def perturbation_seed() -> int | None:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"{PERTURB_ENV}={value!r}: expected an integer seed (e.g. {PERTURB_ENV}=1), or unset it") \
-            from None
+        raise ValueError(
+            f"{PERTURB_ENV}={value!r}: expected an integer seed (e.g. {PERTURB_ENV}=1), or unset it"
+        ) from None
 
 
 @torch.no_grad()
@@ -160,7 +188,7 @@ def perturb_(model: nn.Module, seed: int) -> nn.Module:
     for _, tensor in sorted(list(model.named_parameters()) + list(model.named_buffers()), key=lambda kv: kv[0]):
         if tensor.is_floating_point():
             u = torch.rand(tensor.shape, generator=generator, dtype=torch.float64) * 2 - 1
-            tensor.mul_((1 + u * 2.0 ** -23).to(tensor.dtype))
+            tensor.mul_((1 + u * 2.0**-23).to(tensor.dtype))
     return model
 
 

@@ -16,8 +16,17 @@ from torch import nn
 
 from nscl.data.transforms import BatchTransform
 
-__all__ = ["VIT_NAME", "CLIP_NAME", "CLIP_PRETRAINED", "build_vit", "build_clip", "vit_transform", "clip_transform",
-           "count_parameters", "freeze"]
+__all__ = [
+    "VIT_NAME",
+    "CLIP_NAME",
+    "CLIP_PRETRAINED",
+    "build_vit",
+    "build_clip",
+    "vit_transform",
+    "clip_transform",
+    "count_parameters",
+    "freeze",
+]
 
 VIT_NAME = "vit_base_patch16_224.augreg_in21k"
 CLIP_NAME = "ViT-B-16"
@@ -53,11 +62,17 @@ def vit_transform(model: nn.Module, augment: str = "none", size: int | None = No
     """Batch transform from a timm model's pretrained config (mean, std, input size)."""
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     input_size = size or cfg.get("input_size", (3, 224, 224))[-1]
-    return BatchTransform(size=input_size, mean=tuple(cfg.get("mean", (0.5, 0.5, 0.5))),
-                          std=tuple(cfg.get("std", (0.5, 0.5, 0.5))), augment=augment)
+    return BatchTransform(
+        size=input_size,
+        mean=tuple(cfg.get("mean", (0.5, 0.5, 0.5))),
+        std=tuple(cfg.get("std", (0.5, 0.5, 0.5))),
+        augment=augment,
+    )
 
 
-def clip_transform(model: nn.Module, augment: str = "none", rrc_scale: tuple[float, float] = (0.9, 1.0)) -> BatchTransform:
+def clip_transform(
+    model: nn.Module, augment: str = "none", rrc_scale: tuple[float, float] = (0.9, 1.0)
+) -> BatchTransform:
     """Batch transform with CLIP's normalisation at the vision tower's input size.
 
     Train crops are bicubic (DMNSP: RandomResizedCrop(224, scale=(0.9, 1.0), bicubic), RL-VIG/DMNSP@4c1c2f1
@@ -66,9 +81,16 @@ def clip_transform(model: nn.Module, augment: str = "none", rrc_scale: tuple[flo
     """
     size = model.visual.image_size
     size = int(size[0] if isinstance(size, (tuple, list)) else size)
-    return BatchTransform(size=size, mean=tuple(OPENAI_DATASET_MEAN), std=tuple(OPENAI_DATASET_STD),
-                          augment=augment, rrc_scale=rrc_scale, interpolation="bicubic", eval_resize=size,
-                          eval_keep_aspect=True)
+    return BatchTransform(
+        size=size,
+        mean=tuple(OPENAI_DATASET_MEAN),
+        std=tuple(OPENAI_DATASET_STD),
+        augment=augment,
+        rrc_scale=rrc_scale,
+        interpolation="bicubic",
+        eval_resize=size,
+        eval_keep_aspect=True,
+    )
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
@@ -78,4 +100,3 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
 def freeze(module: nn.Module) -> nn.Module:
     module.requires_grad_(False)
     return module.eval()
-

@@ -20,8 +20,14 @@ class PromptedEncoder(nn.Module):
     open_clip: pooled token after `ln_post`; `project` applies the CLIP projection `proj`.
     """
 
-    def __init__(self, model: nn.Module, layers: Sequence[int] | None, length: int, init: str = "uniform",
-                 generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Sequence[int] | None,
+        length: int,
+        init: str = "uniform",
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
         self.kind = "timm" if hasattr(model, "blocks") else "open_clip"
         model.requires_grad_(False)
@@ -103,13 +109,19 @@ class TaskHeads(nn.Module):
 
 
 @torch.no_grad()
-def encode_class_texts(clip_model: nn.Module, tokenizer, class_names: Sequence[str], templates: Sequence[str],
-                       device: torch.device | str = "cpu", batch_size: int = 256) -> torch.Tensor:
+def encode_class_texts(
+    clip_model: nn.Module,
+    tokenizer,
+    class_names: Sequence[str],
+    templates: Sequence[str],
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+) -> torch.Tensor:
     """Normalised text embedding per class, averaged over templates and renormalised (CLIP's ensemble)."""
     texts = [t.format(name.replace("_", " ")) for name in class_names for t in templates]
     chunks = []
     for i in range(0, len(texts), batch_size):
-        tokens = tokenizer(texts[i:i + batch_size]).to(device)
+        tokens = tokenizer(texts[i : i + batch_size]).to(device)
         chunks.append(F.normalize(clip_model.encode_text(tokens).float(), dim=-1))
     emb = torch.cat(chunks).reshape(len(class_names), len(templates), -1).mean(dim=1)
     return F.normalize(emb, dim=-1)
@@ -118,12 +130,13 @@ def encode_class_texts(clip_model: nn.Module, tokenizer, class_names: Sequence[s
 class TextClassifier(nn.Module):
     """CLIP scoring: exp(logit_scale) * cos(image embedding, class text embedding)."""
 
-    def __init__(self, text_features: torch.Tensor, logit_scale: float = 4.605170249938965,
-                 trainable_scale: bool = True) -> None:
+    def __init__(
+        self, text_features: torch.Tensor, logit_scale: float = 4.605170249938965, trainable_scale: bool = True
+    ) -> None:
         super().__init__()
         self.register_buffer("text_features", F.normalize(text_features.float(), dim=-1))
         self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale)), requires_grad=trainable_scale)
 
     def forward(self, image_embeddings: torch.Tensor, classes: slice | range) -> torch.Tensor:
-        text = self.text_features[classes.start:classes.stop]
+        text = self.text_features[classes.start : classes.stop]
         return F.normalize(image_embeddings, dim=-1) @ text.to(image_embeddings.dtype).T * self.logit_scale.exp()

@@ -20,7 +20,7 @@ class RandomReLUFeatures(nn.Module):
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
         self.channels = channels
-        self.register_buffer("weight", torch.randn(out_features, in_features, generator=gen) / in_features ** 0.5)
+        self.register_buffer("weight", torch.randn(out_features, in_features, generator=gen) / in_features**0.5)
         self.register_buffer("bias", torch.randn(out_features, generator=gen))
         self.out_features = out_features
 

@@ -30,8 +30,14 @@ __all__ = ["PretrainConfig", "lr_at", "pretrain_classifier", "pretrain_clip", "C
 # Caption templates for the contrastive loss and for zero-shot prompts. Several phrasings keep the
 # text tower from keying on one exact token sequence; all put the class name in the same slot.
 CAPTION_TEMPLATES: tuple[str, ...] = (
-    "a photo of a {}.", "a picture of a {}.", "a drawing of a {}.", "a {}.",
-    "an image of a {}.", "a rendering of a {}.", "a small {}.", "a big {}.",
+    "a photo of a {}.",
+    "a picture of a {}.",
+    "a drawing of a {}.",
+    "a {}.",
+    "an image of a {}.",
+    "a rendering of a {}.",
+    "a small {}.",
+    "a big {}.",
 )
 
 
@@ -83,8 +89,9 @@ def _adamw(model: nn.Module, config: PretrainConfig, betas: tuple[float, float])
     return torch.optim.AdamW(groups, lr=config.lr, betas=betas)
 
 
-def _batches(data: TensorImageSet, config: PretrainConfig, transform: BatchTransform, total: int,
-             generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def _batches(
+    data: TensorImageSet, config: PretrainConfig, transform: BatchTransform, total: int, generator: torch.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """`total` augmented batches (drop_last), reshuffling at each epoch; labels stay global."""
     n, bs = len(data), config.batch_size
     if n < bs:
@@ -95,14 +102,22 @@ def _batches(data: TensorImageSet, config: PretrainConfig, transform: BatchTrans
         for start in range(0, n - bs + 1, bs):
             if step == total:
                 return
-            idx = order[start:start + bs]
+            idx = order[start : start + bs]
             yield transform(data.images[idx], train=True, generator=generator), data.targets[idx]
             step += 1
 
 
-def _train(model: nn.Module, data: TensorImageSet, config: PretrainConfig, transform: BatchTransform | None,
-           loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor],
-           betas: tuple[float, float], after_step: Callable[[], None] | None, progress: bool, desc: str) -> dict:
+def _train(
+    model: nn.Module,
+    data: TensorImageSet,
+    config: PretrainConfig,
+    transform: BatchTransform | None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor],
+    betas: tuple[float, float],
+    after_step: Callable[[], None] | None,
+    progress: bool,
+    desc: str,
+) -> dict:
     """The loop both pretrainings share: schedule, AdamW step, clipping, progress bar, stats."""
     # The transform sets size and normalisation; the augmentation always comes from the config.
     transform = replace(transform or BatchTransform(data.image_size[0]), augment=config.augment)
@@ -131,10 +146,16 @@ def _train(model: nn.Module, data: TensorImageSet, config: PretrainConfig, trans
     bar.close()
     model.eval()
     seconds = time.perf_counter() - start
-    tail = losses[-max(1, min(20, len(losses) // 5)):]  # mean of the last steps: one batch is noisy
-    return {"steps": total, "images_seen": total * config.batch_size, "seconds": seconds,
-            "images_per_second": total * config.batch_size / seconds, "first_loss": losses[0],
-            "final_loss": sum(tail) / len(tail), "losses": losses}
+    tail = losses[-max(1, min(20, len(losses) // 5)) :]  # mean of the last steps: one batch is noisy
+    return {
+        "steps": total,
+        "images_seen": total * config.batch_size,
+        "seconds": seconds,
+        "images_per_second": total * config.batch_size / seconds,
+        "first_loss": losses[0],
+        "final_loss": sum(tail) / len(tail),
+        "losses": losses,
+    }
 
 
 def _class_index(data: TensorImageSet) -> tuple[list[int], torch.Tensor]:
@@ -145,8 +166,13 @@ def _class_index(data: TensorImageSet) -> tuple[list[int], torch.Tensor]:
     return classes, index
 
 
-def pretrain_classifier(model: nn.Module, data: TensorImageSet, config: PretrainConfig = PretrainConfig(),
-                        progress: bool = True, transform: BatchTransform | None = None) -> dict:
+def pretrain_classifier(
+    model: nn.Module,
+    data: TensorImageSet,
+    config: PretrainConfig = PretrainConfig(),
+    progress: bool = True,
+    transform: BatchTransform | None = None,
+) -> dict:
     """Supervised cross-entropy pretraining of `model` (which must output one logit per class).
 
     Output i is the i-th smallest label present in `data`, so a 50-way head fits the 50 base
@@ -166,10 +192,16 @@ def pretrain_classifier(model: nn.Module, data: TensorImageSet, config: Pretrain
     return {**stats, "classes": classes}
 
 
-def pretrain_clip(model: nn.Module, tokenizer: Callable[[list[str]], torch.Tensor], data: TensorImageSet,
-                  class_names: Sequence[str], config: PretrainConfig = PretrainConfig(), progress: bool = True,
-                  transform: BatchTransform | None = None,
-                  templates: Sequence[str] = CAPTION_TEMPLATES) -> dict:
+def pretrain_clip(
+    model: nn.Module,
+    tokenizer: Callable[[list[str]], torch.Tensor],
+    data: TensorImageSet,
+    class_names: Sequence[str],
+    config: PretrainConfig = PretrainConfig(),
+    progress: bool = True,
+    transform: BatchTransform | None = None,
+    templates: Sequence[str] = CAPTION_TEMPLATES,
+) -> dict:
     """Image-text contrastive pretraining of an open_clip `CLIP` on captions of the classes in `data`.
 
     class_names[label] names each global label. Each step encodes one caption per class (a random

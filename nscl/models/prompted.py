@@ -24,21 +24,35 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PromptBank", "PromptedBlock", "AttentionWeights", "prompt_backbone", "transformer_blocks",
-           "prompted_attention", "AttentionRecorder"]
+__all__ = [
+    "PromptBank",
+    "PromptedBlock",
+    "AttentionWeights",
+    "prompt_backbone",
+    "transformer_blocks",
+    "prompted_attention",
+    "AttentionRecorder",
+]
 
 
 class AttentionRecorder(Protocol):
-    def __call__(self, layer: int, queries: torch.Tensor, prompt_attention: torch.Tensor,
-                 key_weight: torch.Tensor) -> None:
+    def __call__(
+        self, layer: int, queries: torch.Tensor, prompt_attention: torch.Tensor, key_weight: torch.Tensor
+    ) -> None:
         """queries (B, H, N, d) before scaling; prompt_attention (B, H, N, m) post-softmax; key_weight (H, d, D)."""
 
 
 class PromptBank(nn.Module):
     """The prompts of all prompted layers: one parameter (L, m, D), uniform(-1, 1) as NSP² initialises."""
 
-    def __init__(self, layers: Sequence[int], length: int, dim: int, init: str = "uniform",
-                 generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        layers: Sequence[int],
+        length: int,
+        dim: int,
+        init: str = "uniform",
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
         if length < 1:
             raise ValueError(f"prompt length must be >= 1, got {length}")
@@ -73,7 +87,7 @@ class AttentionWeights:
     norm: nn.Module
     qkv_weight: torch.Tensor
     qkv_bias: torch.Tensor | None
-    out: Callable[[torch.Tensor], torch.Tensor]       # merged heads -> block's attention output
+    out: Callable[[torch.Tensor], torch.Tensor]  # merged heads -> block's attention output
     num_heads: int
     q_norm: Callable[[torch.Tensor], torch.Tensor]
     k_norm: Callable[[torch.Tensor], torch.Tensor]
@@ -85,11 +99,16 @@ class AttentionWeights:
     def key_weight(self) -> torch.Tensor:
         """$W_k$ split per head: (H, d, D)."""
         dim = self.qkv_weight.shape[0] // 3
-        return self.qkv_weight[dim:2 * dim].reshape(self.num_heads, self.head_dim, -1)
+        return self.qkv_weight[dim : 2 * dim].reshape(self.num_heads, self.head_dim, -1)
 
 
-def prompted_attention(x_norm: torch.Tensor, p_norm: torch.Tensor, w: AttentionWeights,
-                       recorder: AttentionRecorder | None = None, layer: int = -1) -> torch.Tensor:
+def prompted_attention(
+    x_norm: torch.Tensor,
+    p_norm: torch.Tensor,
+    w: AttentionWeights,
+    recorder: AttentionRecorder | None = None,
+    layer: int = -1,
+) -> torch.Tensor:
     """Multi-head attention of image tokens over [image tokens; prompts]; returns (B, N, D) before `out`."""
     b, n, _ = x_norm.shape
     h, d = w.num_heads, w.head_dim
@@ -102,7 +121,7 @@ def prompted_attention(x_norm: torch.Tensor, p_norm: torch.Tensor, w: AttentionW
     if recorder is None:
         out = F.scaled_dot_product_attention(q, k, v)
     else:
-        attn = torch.softmax((q * d ** -0.5) @ k.transpose(-2, -1), dim=-1)
+        attn = torch.softmax((q * d**-0.5) @ k.transpose(-2, -1), dim=-1)
         recorder(layer, q, attn[..., n:], w.key_weight())
         out = attn @ v
     return out.transpose(1, 2).reshape(b, n, h * d)
@@ -116,8 +135,7 @@ def _timm_weights(block: nn.Module) -> AttentionWeights:
     def out(x: torch.Tensor) -> torch.Tensor:
         return attn.proj_drop(attn.proj(attn.norm(x)))
 
-    return AttentionWeights(block.norm1, attn.qkv.weight, attn.qkv.bias, out, attn.num_heads, attn.q_norm,
-                            attn.k_norm)
+    return AttentionWeights(block.norm1, attn.qkv.weight, attn.qkv.bias, out, attn.num_heads, attn.q_norm, attn.k_norm)
 
 
 def _open_clip_weights(block: nn.Module) -> AttentionWeights:
@@ -125,8 +143,9 @@ def _open_clip_weights(block: nn.Module) -> AttentionWeights:
     if not mha.batch_first:
         raise NotImplementedError("open_clip blocks must run batch_first (the default since open_clip 2.x)")
     identity = nn.Identity()
-    return AttentionWeights(block.ln_1, mha.in_proj_weight, mha.in_proj_bias, mha.out_proj, mha.num_heads,
-                            identity, identity)
+    return AttentionWeights(
+        block.ln_1, mha.in_proj_weight, mha.in_proj_bias, mha.out_proj, mha.num_heads, identity, identity
+    )
 
 
 class PromptedBlock(nn.Module):
@@ -142,16 +161,20 @@ class PromptedBlock(nn.Module):
         elif hasattr(block, "ln_1") and isinstance(getattr(block, "attn", None), nn.MultiheadAttention):
             self.kind = "open_clip"
         else:
-            raise TypeError(f"cannot prompt a {type(block).__name__}: expected a timm Block or an open_clip "
-                            f"ResidualAttentionBlock")
+            raise TypeError(
+                f"cannot prompt a {type(block).__name__}: expected a timm Block or an open_clip ResidualAttentionBlock"
+            )
 
     @property
     def bank(self) -> PromptBank:
         return self._bank[0]
 
     def get_weight_dtype(self) -> torch.dtype:  # open_clip's Transformer asks its first block for this
-        return self.block.get_weight_dtype() if hasattr(self.block, "get_weight_dtype") else \
-            next(self.block.parameters()).dtype
+        return (
+            self.block.get_weight_dtype()
+            if hasattr(self.block, "get_weight_dtype")
+            else next(self.block.parameters()).dtype
+        )
 
     def weights(self) -> AttentionWeights:
         return _timm_weights(self.block) if self.kind == "timm" else _open_clip_weights(self.block)
@@ -183,8 +206,13 @@ def transformer_blocks(model: nn.Module) -> nn.Sequential | nn.ModuleList:
     raise TypeError(f"{type(model).__name__} has neither .blocks (timm) nor .transformer.resblocks (open_clip)")
 
 
-def prompt_backbone(model: nn.Module, layers: Sequence[int], length: int, init: str = "uniform",
-                    generator: torch.Generator | None = None) -> PromptBank:
+def prompt_backbone(
+    model: nn.Module,
+    layers: Sequence[int],
+    length: int,
+    init: str = "uniform",
+    generator: torch.Generator | None = None,
+) -> PromptBank:
     """Insert prompts into `layers` of `model` in place; returns the bank holding them."""
     blocks = transformer_blocks(model)
     if any(not 0 <= i < len(blocks) for i in layers):

@@ -46,10 +46,23 @@ from nscl.models.pretrain import CAPTION_TEMPLATES, PretrainConfig, pretrain_cla
 from nscl.paths import cache_dir
 
 __all__ = [
-    "TINY_MEAN", "TINY_STD", "TINY_VIT_ARCH", "TINY_CLIP_ARCH",
-    "TINY_VIT_PRETRAIN", "TINY_CLIP_PRETRAIN", "TINY_PRETRAIN", "build_tiny_vit", "build_tiny_clip", "tiny_tokenizer",
-    "tiny_transform", "base_training_data", "pretraining_key", "tiny_checkpoint_path", "build_shipped_weights",
-    "pretrained_tiny_vit", "pretrained_tiny_clip",
+    "TINY_MEAN",
+    "TINY_STD",
+    "TINY_VIT_ARCH",
+    "TINY_CLIP_ARCH",
+    "TINY_VIT_PRETRAIN",
+    "TINY_CLIP_PRETRAIN",
+    "TINY_PRETRAIN",
+    "build_tiny_vit",
+    "build_tiny_clip",
+    "tiny_tokenizer",
+    "tiny_transform",
+    "base_training_data",
+    "pretraining_key",
+    "tiny_checkpoint_path",
+    "build_shipped_weights",
+    "pretrained_tiny_vit",
+    "pretrained_tiny_clip",
 ]
 
 TINY_MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)  # as timm's augreg ViTs: inputs in [-1, 1]
@@ -59,15 +72,34 @@ TINY_STD: tuple[float, float, float] = (0.5, 0.5, 0.5)
 # Architectures. Both image towers: 32 px, conv stem 3 -> 32 -> 64 -> 128 channels (stride 8), so 16
 # tokens + a class token, then 4 pre-norm blocks of width 128 with 4 heads (~0.9M parameters).
 # CLIP adds a 2-layer text tower of width 64 and projects both towers to 64-d.
-TINY_VIT_ARCH: dict = {"img_size": TINY_IMAGE_SIZE, "stem_channels": (32, 64, 128), "embed_dim": 128, "depth": 4,
-                       "num_heads": 4, "mlp_ratio": 4.0}
-TINY_CLIP_ARCH: dict = {"image_size": TINY_IMAGE_SIZE, "stem_channels": (32, 64, 128), "embed_dim": 64,
-                        "vision_width": 128, "vision_layers": 4, "vision_head_width": 32, "text_width": 64,
-                        "text_heads": 4, "text_layers": 2, "context_length": 16, "vocab_size": 49408}
+TINY_VIT_ARCH: dict = {
+    "img_size": TINY_IMAGE_SIZE,
+    "stem_channels": (32, 64, 128),
+    "embed_dim": 128,
+    "depth": 4,
+    "num_heads": 4,
+    "mlp_ratio": 4.0,
+}
+TINY_CLIP_ARCH: dict = {
+    "image_size": TINY_IMAGE_SIZE,
+    "stem_channels": (32, 64, 128),
+    "embed_dim": 64,
+    "vision_width": 128,
+    "vision_layers": 4,
+    "vision_head_width": 32,
+    "text_width": 64,
+    "text_heads": 4,
+    "text_layers": 2,
+    "context_length": 16,
+    "vocab_size": 49408,
+}
 # Pretraining recipes, each ~2 min on 2 CPU cores (benchmarks/tiny_pretraining.py measures them).
 TINY_VIT_PRETRAIN = PretrainConfig(epochs=3.0, batch_size=64, lr=1e-3, n_per_class=1000)
 TINY_CLIP_PRETRAIN = PretrainConfig(epochs=1.0, batch_size=128, lr=1e-3, n_per_class=1000)
-TINY_PRETRAIN: dict[str, PretrainConfig] = {"vit": TINY_VIT_PRETRAIN, "clip": TINY_CLIP_PRETRAIN}   # the recipes, by name
+TINY_PRETRAIN: dict[str, PretrainConfig] = {
+    "vit": TINY_VIT_PRETRAIN,
+    "clip": TINY_CLIP_PRETRAIN,
+}  # the recipes, by name
 
 _FORMAT = 1  # bump when the training code changes in a way that changes the weights
 
@@ -89,27 +121,54 @@ def build_tiny_vit(num_classes: int = 0) -> VisionTransformer:
     # HybridEmbed runs the stem, then a 1x1 projection to embed_dim; patch_size=1 on its 4x4 output.
     embed = functools.partial(HybridEmbed, backbone=stem)
     # The overlay makes timm.data.resolve_data_config(model=...) report our input size and normalisation.
-    cfg = {"input_size": (3, a["img_size"], a["img_size"]), "mean": TINY_MEAN, "std": TINY_STD, "crop_pct": 1.0,
-           "num_classes": len(BASE_CLASSES), "tag": "nscl_tiny_shapes100", "hf_hub_id": None,
-           "first_conv": "patch_embed.backbone.0"}
-    return timm.create_model("vit_base_patch16_224", pretrained=False, img_size=a["img_size"], patch_size=1,
-                             embed_dim=a["embed_dim"], depth=a["depth"], num_heads=a["num_heads"],
-                             mlp_ratio=a["mlp_ratio"], num_classes=num_classes, embed_layer=embed,
-                             pretrained_cfg_overlay=cfg)
+    cfg = {
+        "input_size": (3, a["img_size"], a["img_size"]),
+        "mean": TINY_MEAN,
+        "std": TINY_STD,
+        "crop_pct": 1.0,
+        "num_classes": len(BASE_CLASSES),
+        "tag": "nscl_tiny_shapes100",
+        "hf_hub_id": None,
+        "first_conv": "patch_embed.backbone.0",
+    }
+    return timm.create_model(
+        "vit_base_patch16_224",
+        pretrained=False,
+        img_size=a["img_size"],
+        patch_size=1,
+        embed_dim=a["embed_dim"],
+        depth=a["depth"],
+        num_heads=a["num_heads"],
+        mlp_ratio=a["mlp_ratio"],
+        num_classes=num_classes,
+        embed_layer=embed,
+        pretrained_cfg_overlay=cfg,
+    )
 
 
 def build_tiny_clip() -> open_clip.CLIP:
     """A randomly initialised tiny open_clip CLIP with the standard 49,408-token BPE vocabulary."""
     a = TINY_CLIP_ARCH
     stride = 2 ** len(a["stem_channels"])
-    vision = CLIPVisionCfg(layers=a["vision_layers"], width=a["vision_width"], head_width=a["vision_head_width"],
-                           patch_size=stride, image_size=a["image_size"])
-    text = CLIPTextCfg(context_length=a["context_length"], vocab_size=a["vocab_size"], width=a["text_width"],
-                       heads=a["text_heads"], layers=a["text_layers"])
+    vision = CLIPVisionCfg(
+        layers=a["vision_layers"],
+        width=a["vision_width"],
+        head_width=a["vision_head_width"],
+        patch_size=stride,
+        image_size=a["image_size"],
+    )
+    text = CLIPTextCfg(
+        context_length=a["context_length"],
+        vocab_size=a["vocab_size"],
+        width=a["text_width"],
+        heads=a["text_heads"],
+        layers=a["text_layers"],
+    )
     model = open_clip.CLIP(a["embed_dim"], vision, text)
     # Swap the patchify conv (stride = patch size) for the conv stem with the same output grid.
-    model.visual.conv1 = nn.Sequential(_conv_stem(a["stem_channels"]),
-                                       nn.Conv2d(a["stem_channels"][-1], a["vision_width"], 1, bias=False))
+    model.visual.conv1 = nn.Sequential(
+        _conv_stem(a["stem_channels"]), nn.Conv2d(a["stem_channels"][-1], a["vision_width"], 1, bias=False)
+    )
     return model
 
 
@@ -125,16 +184,23 @@ def tiny_transform(train: bool = False, augment: str = "flip") -> BatchTransform
 
 def base_training_data(n_per_class: int, seed: int = 0) -> TensorImageSet:
     """Training images of the base classes (the same pixels as `load_dataset('shapes100', 'train')`)."""
-    return make_shapes100("train", n_per_class=n_per_class, image_size=TINY_IMAGE_SIZE, seed=seed,
-                          classes=BASE_CLASSES)
+    return make_shapes100("train", n_per_class=n_per_class, image_size=TINY_IMAGE_SIZE, seed=seed, classes=BASE_CLASSES)
 
 
 def pretraining_key(name: str, config: PretrainConfig) -> str:
     """10 hex digits of a hash of architecture, pretraining config, data and code version."""
     arch = {"vit": TINY_VIT_ARCH, "clip": TINY_CLIP_ARCH}[name]
-    key = {"format": _FORMAT, "arch": arch, "config": config.as_dict(), "base": BASE_CLASSES,
-           "data": ["shapes100", "train", TINY_IMAGE_SIZE], "generator": GENERATOR_VERSION, "mean": TINY_MEAN,
-           "std": TINY_STD, "templates": CAPTION_TEMPLATES if name == "clip" else None}
+    key = {
+        "format": _FORMAT,
+        "arch": arch,
+        "config": config.as_dict(),
+        "base": BASE_CLASSES,
+        "data": ["shapes100", "train", TINY_IMAGE_SIZE],
+        "generator": GENERATOR_VERSION,
+        "mean": TINY_MEAN,
+        "std": TINY_STD,
+        "templates": CAPTION_TEMPLATES if name == "clip" else None,
+    }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -194,13 +260,15 @@ def build_shipped_weights(names: tuple[str, ...] = ("vit", "clip"), progress: bo
         config = TINY_PRETRAIN[name]
         model = _initial_model(name, config)
         stats = _pretrain(name, model, config, progress)
-        entries[name] = write_shipped(f"tiny-{name}", pretraining_key(name, config), model, stats,
-                                      made_with="python -m nscl artifacts build")
+        entries[name] = write_shipped(
+            f"tiny-{name}", pretraining_key(name, config), model, stats, made_with="python -m nscl artifacts build"
+        )
     return entries
 
 
-def pretrained_tiny_vit(progress: bool = False, num_classes: int = 0,
-                        config: PretrainConfig = TINY_VIT_PRETRAIN) -> VisionTransformer:
+def pretrained_tiny_vit(
+    progress: bool = False, num_classes: int = 0, config: PretrainConfig = TINY_VIT_PRETRAIN
+) -> VisionTransformer:
     """The tiny ViT pretrained on the base classes (shipped, else cached, else trained here), in eval mode.
 
     num_classes=0: feature extractor (pooled class token, 128-d); num_classes=len(BASE_CLASSES): keeps
@@ -213,8 +281,9 @@ def pretrained_tiny_vit(progress: bool = False, num_classes: int = 0,
     return model.eval()
 
 
-def pretrained_tiny_clip(progress: bool = False,
-                         config: PretrainConfig = TINY_CLIP_PRETRAIN) -> tuple[open_clip.CLIP, open_clip.SimpleTokenizer]:
+def pretrained_tiny_clip(
+    progress: bool = False, config: PretrainConfig = TINY_CLIP_PRETRAIN
+) -> tuple[open_clip.CLIP, open_clip.SimpleTokenizer]:
     """The tiny CLIP pretrained on captions of the base classes (shipped, else cached, else trained here) in eval
     mode, and its tokenizer."""
     model = _load_or_pretrain("clip", config, progress)

@@ -49,16 +49,24 @@ __all__ = ["ConditionRecorder", "ConditionSpec", "condition_projectors", "drift_
 class ConditionRecorder:
     """Per-layer accumulators of the affinity (D x D) and aggregation (m x m) matrices."""
 
-    def __init__(self, layers: tuple[int, ...], dim: int, length: int, across_tasks: Literal["sum", "mean"] = "sum",
-                 device: torch.device | str = "cpu", heads: tuple[int, ...] | None = None) -> None:
+    def __init__(
+        self,
+        layers: tuple[int, ...],
+        dim: int,
+        length: int,
+        across_tasks: Literal["sum", "mean"] = "sum",
+        device: torch.device | str = "cpu",
+        heads: tuple[int, ...] | None = None,
+    ) -> None:
         self.layers = layers
         self.heads = heads  # None: every head (NSP²'s multi-head stacking); a subset is for analysis only
         self.affinity = {l: CovarianceAccumulator(dim, "batch_mean", across_tasks, device) for l in layers}
         self.aggregation = {l: CovarianceAccumulator(length, "batch_mean", across_tasks, device) for l in layers}
 
     @torch.no_grad()
-    def __call__(self, layer: int, queries: torch.Tensor, prompt_attention: torch.Tensor,
-                 key_weight: torch.Tensor) -> None:
+    def __call__(
+        self, layer: int, queries: torch.Tensor, prompt_attention: torch.Tensor, key_weight: torch.Tensor
+    ) -> None:
         if self.heads is not None:
             queries, prompt_attention = queries[:, list(self.heads)], prompt_attention[:, list(self.heads)]
             key_weight = key_weight[list(self.heads)]
@@ -77,8 +85,10 @@ class ConditionRecorder:
             acc.end_task(n_samples)
 
     def state_dict(self) -> dict:
-        return {"affinity": {l: a.state_dict() for l, a in self.affinity.items()},
-                "aggregation": {l: a.state_dict() for l, a in self.aggregation.items()}}
+        return {
+            "affinity": {l: a.state_dict() for l, a in self.affinity.items()},
+            "aggregation": {l: a.state_dict() for l, a in self.aggregation.items()},
+        }
 
     def load_state_dict(self, state: dict) -> None:
         for l in self.layers:
@@ -102,42 +112,56 @@ class ConditionSpec:
         # checked here, not when the first task's projectors are built (after that task has trained)
         for name in ("rule1", "rule2"):
             if not isinstance(getattr(self, name), NullSpaceRule):
-                raise ValueError(f"ConditionSpec.{name}={getattr(self, name)!r}: give a "
-                                 f"nscl.nullspace.NullSpaceRule, e.g. NullSpaceRule('adaptive')")
+                raise ValueError(
+                    f"ConditionSpec.{name}={getattr(self, name)!r}: give a "
+                    f"nscl.nullspace.NullSpaceRule, e.g. NullSpaceRule('adaptive')"
+                )
         for name in ("eta1", "eta2"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
-                raise ValueError(f"ConditionSpec.{name}={value!r}: eta must be a number in [0, 1] "
-                                 f"(1 = full projection, 0 = none; the NSP² recipes use 0.94-0.98)")
+                raise ValueError(
+                    f"ConditionSpec.{name}={value!r}: eta must be a number in [0, 1] "
+                    f"(1 = full projection, 0 = none; the NSP² recipes use 0.94-0.98)"
+                )
         for name in ("normalize", "ln_exact", "ln_invariant"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"ConditionSpec.{name}={getattr(self, name)!r}: give True or False")
 
 
-def _invariant_projector(cov: torch.Tensor, rule: NullSpaceRule, prompts: torch.Tensor, eta: float, normalize: bool,
-                         dtype: torch.dtype, name: str) -> tuple[torch.Tensor, NullSpaceInfo]:
+def _invariant_projector(
+    cov: torch.Tensor,
+    rule: NullSpaceRule,
+    prompts: torch.Tensor,
+    eta: float,
+    normalize: bool,
+    dtype: torch.dtype,
+    name: str,
+) -> tuple[torch.Tensor, NullSpaceInfo]:
     """Projector onto null(cov) intersected with {1, z_1..z_m}^perp (mean exact, std to first order)."""
     ns = null_space_basis(cov, rule)
     p = prompts.to(torch.float64)
     z = (p - p.mean(-1, keepdim=True)) / p.std(-1, unbiased=False, keepdim=True)
-    keep = torch.cat([torch.ones_like(z[:1]), z]).to(ns.basis)      # (m + 1, D) directions to avoid
-    coords = ns.basis.T @ keep.T                                     # (k, m + 1)
+    keep = torch.cat([torch.ones_like(z[:1]), z]).to(ns.basis)  # (m + 1, D) directions to avoid
+    coords = ns.basis.T @ keep.T  # (k, m + 1)
     u, s, _ = torch.linalg.svd(coords, full_matrices=True)
     rank = int((s > s.max() * 1e-10).sum()) if s.numel() else 0
-    basis = ns.basis @ u[:, rank:]                                   # orthonormal, inside the null space
+    basis = ns.basis @ u[:, rank:]  # orthonormal, inside the null space
     proj = basis @ basis.T
     if basis.shape[1] == 0:
-        warnings.warn(f"no direction left for {name}: projected updates are zero", EmptyNullSpaceWarning,
-                      stacklevel=3)
+        warnings.warn(f"no direction left for {name}: projected updates are zero", EmptyNullSpaceWarning, stacklevel=3)
     elif normalize:
         proj = proj / torch.linalg.matrix_norm(proj)
     info = NullSpaceInfo(ns.info.dim, basis.shape[1], ns.info.captured_energy, ns.info.threshold)
     return mix_with_identity(proj, eta).to(dtype), info
 
 
-def condition_projectors(recorder: ConditionRecorder, spec: ConditionSpec, ln_gains: list[torch.Tensor] | None = None,
-                         prompts: torch.Tensor | None = None, dtype: torch.dtype = torch.float32
-                         ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[NullSpaceInfo, NullSpaceInfo]]]:
+def condition_projectors(
+    recorder: ConditionRecorder,
+    spec: ConditionSpec,
+    ln_gains: list[torch.Tensor] | None = None,
+    prompts: torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, torch.Tensor, list[tuple[NullSpaceInfo, NullSpaceInfo]]]:
     """Stacked projectors: left (L, m, m) for the aggregation condition, right (L, D, D) for the affinity one.
 
     ln_gains: each prompted layer's LN weight (D,); prompts: (L, m, D) current prompts. Both are only
@@ -155,13 +179,16 @@ def condition_projectors(recorder: ConditionRecorder, spec: ConditionSpec, ln_ga
             inv = 1.0 / prompts[i].std(-1, unbiased=False).to(c2)
             c2 = inv[:, None] * c2 * inv[None, :]
         if spec.ln_invariant:
-            right, info1 = _invariant_projector(c1, spec.rule1, prompts[i], spec.eta1, spec.normalize, dtype,
-                                                f"affinity, layer {layer}")
+            right, info1 = _invariant_projector(
+                c1, spec.rule1, prompts[i], spec.eta1, spec.normalize, dtype, f"affinity, layer {layer}"
+            )
         else:
-            right, info1 = null_space_projector(c1, spec.rule1, spec.eta1, spec.normalize, dtype,
-                                                f"affinity, layer {layer}")
-        left, info2 = null_space_projector(c2, spec.rule2, spec.eta2, spec.normalize, dtype,
-                                           f"aggregation, layer {layer}")
+            right, info1 = null_space_projector(
+                c1, spec.rule1, spec.eta1, spec.normalize, dtype, f"affinity, layer {layer}"
+            )
+        left, info2 = null_space_projector(
+            c2, spec.rule2, spec.eta2, spec.normalize, dtype, f"aggregation, layer {layer}"
+        )
         lefts.append(left)
         rights.append(right)
         infos.append((info1, info2))

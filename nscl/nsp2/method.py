@@ -37,24 +37,24 @@ __all__ = ["NSP2Config", "NSP2", "seq_config", "control_configs", "multistep_lr"
 
 @dataclass(frozen=True)
 class NSP2Config:
-    null_space: bool = True                      # False: no projection (Seq, frozen and joint controls)
-    freeze_prompts: bool = False                 # True: prompts train on the first task only (frozen control)
+    null_space: bool = True  # False: no projection (Seq, frozen and joint controls)
+    freeze_prompts: bool = False  # True: prompts train on the first task only (frozen control)
     loss_over: Literal["task", "seen"] = "task"  # "seen": CE over every seen class, all heads train (joint)
     prompt_length: int = 4
     prompt_layers: tuple[int, ...] | None = None  # None: every block
     head: Literal["task_linear", "text"] = "task_linear"
     lr: float = 0.01
-    weight_decay: float = 5e-5                   # coupled (L2) as in the official Adam
-    milestones: tuple[int, ...] = (5, 8)         # epochs at which lr *= gamma
+    weight_decay: float = 5e-5  # coupled (L2) as in the official Adam
+    milestones: tuple[int, ...] = (5, 8)  # epochs at which lr *= gamma
     gamma: float = 0.1
     temperature: float = 28.0
     conditions: ConditionSpec = ConditionSpec(eta1=0.97, eta2=0.97)
-    accumulate: Literal["sum", "mean"] = "sum"   # across tasks
-    drift_weight: float = 1.0                    # the drift penalty's weight (from the 2nd task on); 0: off
-    logit_scale: float = 4.605170249938965       # text head: initial log scale (ln 100)
+    accumulate: Literal["sum", "mean"] = "sum"  # across tasks
+    drift_weight: float = 1.0  # the drift penalty's weight (from the 2nd task on); 0: off
+    logit_scale: float = 4.605170249938965  # text head: initial log scale (ln 100)
     train_logit_scale: bool = True
     templates: tuple[str, ...] = ("a photo of a {}.",)
-    refine_head: bool = False                    # classifier refinement from class statistics (CLIP recipe)
+    refine_head: bool = False  # classifier refinement from class statistics (CLIP recipe)
     refine: RefineConfig = RefineConfig()
     seed: int = 0
     name: str = field(default="", compare=False)
@@ -67,9 +67,13 @@ class NSP2Config:
         if list(self.milestones) != sorted(self.milestones):
             raise ValueError(f"milestones must be increasing epochs, got {self.milestones}")
         if not self.lr > 0:
-            raise ValueError(f"NSP2Config.lr={self.lr}: the learning rate must be positive (the recipes use 1e-2 or 1e-3)")
+            raise ValueError(
+                f"NSP2Config.lr={self.lr}: the learning rate must be positive (the recipes use 1e-2 or 1e-3)"
+            )
         if not 0 < self.gamma <= 1:
-            raise ValueError(f"NSP2Config.gamma={self.gamma}: the lr decay factor must lie in (0, 1] (the recipes: 0.1)")
+            raise ValueError(
+                f"NSP2Config.gamma={self.gamma}: the lr decay factor must lie in (0, 1] (the recipes: 0.1)"
+            )
         if not self.drift_weight >= 0:
             raise ValueError(f"NSP2Config.drift_weight={self.drift_weight}: give a weight >= 0 (0 switches it off)")
         if self.accumulate not in ("sum", "mean"):
@@ -93,8 +97,14 @@ def multistep_lr(epoch: int, lr: float, milestones: tuple[int, ...], gamma: floa
 class NSP2(ContinualMethod):
     """NSP² (or its Seq baseline) on a timm ViT (`head='task_linear'`) or a CLIP vision tower (`head='text'`)."""
 
-    def __init__(self, backbone: nn.Module, transform: BatchTransform, config: NSP2Config,
-                 clip_model: nn.Module | None = None, tokenizer=None) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        transform: BatchTransform,
+        config: NSP2Config,
+        clip_model: nn.Module | None = None,
+        tokenizer=None,
+    ) -> None:
         super().__init__()
         if config.head == "text" and (clip_model is None or tokenizer is None):
             raise ValueError("head='text' needs the CLIP model (for its text tower) and its tokenizer")
@@ -108,13 +118,16 @@ class NSP2(ContinualMethod):
         self.heads = TaskHeads(self.encoder.width) if config.head == "task_linear" else None
         self.text: TextClassifier | None = None
         bank = self.encoder.bank
-        self.recorder = ConditionRecorder(bank.layers, self.encoder.width, bank.length, config.accumulate) \
-            if config.null_space else None
+        self.recorder = (
+            ConditionRecorder(bank.layers, self.encoder.width, bank.length, config.accumulate)
+            if config.null_space
+            else None
+        )
         self.projection: TwoSidedProjection | None = None
         self.previous_prompts: torch.Tensor | None = None
         self.null_space_info: list[list] = []
-        self.atlas: list[dict] = []                    # per task, layer and condition: spectrum, task's top basis
-        self.prompt_history: list[torch.Tensor] = []   # the prompts after every task (small: L x m x D)
+        self.atlas: list[dict] = []  # per task, layer and condition: spectrum, task's top basis
+        self.prompt_history: list[torch.Tensor] = []  # the prompts after every task (small: L x m x D)
         self.stats = ClassStatistics() if config.refine_head else None
         self.task: TaskInfo | None = None
 
@@ -140,12 +153,13 @@ class NSP2(ContinualMethod):
     def _scores(self, features: torch.Tensor, classes: range) -> torch.Tensor:
         if self.heads is not None:
             # heads of earlier tasks are frozen, so training only moves the current one
-            return self.heads(features)[:, classes.start:classes.stop]
+            return self.heads(features)[:, classes.start : classes.stop]
         return self.text(self.encoder.project(features), classes)
 
     def _lr(self, step: int) -> float:
-        return multistep_lr(step // max(self.task.steps_per_epoch, 1), self.config.lr, self.config.milestones,
-                            self.config.gamma)
+        return multistep_lr(
+            step // max(self.task.steps_per_epoch, 1), self.config.lr, self.config.milestones, self.config.gamma
+        )
 
     # -- the interface --------------------------------------------------------------------------
     def begin_task(self, task: TaskInfo) -> None:
@@ -161,8 +175,9 @@ class NSP2(ContinualMethod):
                 params += list(head.parameters())
         else:
             if self.text is None:
-                texts = encode_class_texts(self.clip_model, self.tokenizer, task.class_names, cfg.templates,
-                                           self.device)
+                texts = encode_class_texts(
+                    self.clip_model, self.tokenizer, task.class_names, cfg.templates, self.device
+                )
                 self.text = TextClassifier(texts, cfg.logit_scale, cfg.train_logit_scale).to(self.device)
             params += [self.text.logit_scale] if cfg.train_logit_scale else []
         self.prompts.requires_grad_(train_prompts)
@@ -205,13 +220,20 @@ class NSP2(ContinualMethod):
         finally:
             self.encoder.bank.recorder = None
         layers = list(self.recorder.layers)
-        own = {kind: [acc[l].current_task_matrix.clone() for l in layers]
-               for kind, acc in (("affinity", self.recorder.affinity), ("aggregation", self.recorder.aggregation))}
+        own = {
+            kind: [acc[l].current_task_matrix.clone() for l in layers]
+            for kind, acc in (("affinity", self.recorder.affinity), ("aggregation", self.recorder.aggregation))
+        }
         self.recorder.end_task(task.n_train)
         for kind, acc in (("affinity", self.recorder.affinity), ("aggregation", self.recorder.aggregation)):
             self.atlas += atlas_rows(task.index, kind, own[kind], [acc[l].matrix for l in layers], layers)
-        left, right, infos = condition_projectors(self.recorder, self.config.conditions, self.encoder.ln_gains(),
-                                                  self.prompts.detach(), dtype=self.prompts.dtype)
+        left, right, infos = condition_projectors(
+            self.recorder,
+            self.config.conditions,
+            self.encoder.ln_gains(),
+            self.prompts.detach(),
+            dtype=self.prompts.dtype,
+        )
         self.projection = TwoSidedProjection(left.to(self.device), right.to(self.device))
         self.null_space_info.append(infos)
 
@@ -248,14 +270,17 @@ class NSP2(ContinualMethod):
             "prompts": self.prompts.detach().cpu(),
             "heads": None if self.heads is None else [h.state_dict() for h in self.heads.heads],
             "text": None if self.text is None else self.text.state_dict(),
-            "projection": None if self.projection is None else (self.projection.left.cpu(), self.projection.right.cpu()),
+            "projection": None
+            if self.projection is None
+            else (self.projection.left.cpu(), self.projection.right.cpu()),
             "previous_prompts": None if self.previous_prompts is None else self.previous_prompts.cpu(),
             "recorder": None if self.recorder is None else self.recorder.state_dict(),
             "null_space_info": self.null_space_info,
             "atlas": self.atlas,
             "prompt_history": self.prompt_history,
             "stats": None if self.stats is None else self.stats.state_dict(),
-            "clip_proj": None if self.encoder.projection_bias is None
+            "clip_proj": None
+            if self.encoder.projection_bias is None
             else (self.encoder.projection.detach().cpu(), self.encoder.projection_bias.detach().cpu()),
             "task": self.task,
         }
@@ -289,22 +314,33 @@ class NSP2(ContinualMethod):
             self.encoder.projection_bias.data.copy_(bias.to(self.device))
         self.task = state["task"]
 
-
     def report(self) -> dict:
         """Prompts after every task and, for NSP², the null-space sizes per task, layer and condition."""
-        rows = [{"task": t, "layer": layer, "condition": cond, "dim": info.dim, "null_dim": info.null_dim,
-                 "captured_energy": info.captured_energy}
-                for t, per_layer in enumerate(self.null_space_info)
-                for layer, pair in zip(self.encoder.bank.layers, per_layer)
-                for cond, info in zip(("affinity", "aggregation"), pair)]
+        rows = [
+            {
+                "task": t,
+                "layer": layer,
+                "condition": cond,
+                "dim": info.dim,
+                "null_dim": info.null_dim,
+                "captured_energy": info.captured_energy,
+            }
+            for t, per_layer in enumerate(self.null_space_info)
+            for layer, pair in zip(self.encoder.bank.layers, per_layer)
+            for cond, info in zip(("affinity", "aggregation"), pair)
+        ]
         return {"null_space": rows, "prompts": list(self.prompt_history), "atlas": list(self.atlas)}
 
 
 def _moved(recorder: ConditionRecorder, device: torch.device) -> ConditionRecorder:
     """A recorder whose accumulators live on `device` (keeps any state already gathered)."""
-    moved = ConditionRecorder(recorder.layers, next(iter(recorder.affinity.values())).dim,
-                              next(iter(recorder.aggregation.values())).dim,
-                              next(iter(recorder.affinity.values())).across_tasks, device)
+    moved = ConditionRecorder(
+        recorder.layers,
+        next(iter(recorder.affinity.values())).dim,
+        next(iter(recorder.aggregation.values())).dim,
+        next(iter(recorder.affinity.values())).across_tasks,
+        device,
+    )
     moved.load_state_dict(recorder.state_dict())
     return moved
 

@@ -88,8 +88,11 @@ VPT_ETA = {"cifar100-10s": 0.97, "cifar100-20s": 0.95, "imagenet-r-10s": 0.94, "
 # the NSP² protocol whose VPT temperature and eta a paper protocol takes (why: the module docstring)
 VPT_SOURCE: dict[str, str] = {
     **{p: p for p in NSP2_PROTOCOLS},
-    "cifar100-10-10": "cifar100-10s", "cifar100-5-5": "cifar100-20s", "cifar100-2-2": "cifar100-20s",
-    "tinyimagenet-100-5": "imagenet-r-10s", "tinyimagenet-100-10": "imagenet-r-10s",
+    "cifar100-10-10": "cifar100-10s",
+    "cifar100-5-5": "cifar100-20s",
+    "cifar100-2-2": "cifar100-20s",
+    "tinyimagenet-100-5": "imagenet-r-10s",
+    "tinyimagenet-100-10": "imagenet-r-10s",
     "tinyimagenet-100-20": "imagenet-r-10s",
 }
 
@@ -108,21 +111,28 @@ def _templates() -> tuple[str, ...]:
 def vpt_source(benchmark: str) -> str:
     """The NSP² protocol whose VPT hyper-parameters the paper recipe uses on `benchmark`."""
     if benchmark not in VPT_SOURCE:
-        raise ValueError(f"the paper preset runs on the papers' protocols {list(PAPER_PROTOCOLS)}; got {benchmark!r}"
-                         + (" (a shapes100 benchmark: use preset='tiny')" if str(benchmark).startswith("shapes100")
-                            else ""))
+        raise ValueError(
+            f"the paper preset runs on the papers' protocols {list(PAPER_PROTOCOLS)}; got {benchmark!r}"
+            + (" (a shapes100 benchmark: use preset='tiny')" if str(benchmark).startswith("shapes100") else "")
+        )
     return VPT_SOURCE[benchmark]
 
 
 def _check_tiny(benchmark: str) -> None:
     if BENCHMARKS[benchmark].dataset != "shapes100":
-        raise ValueError(f"the tiny preset runs on shapes100 benchmarks (its backbones were pretrained there); got "
-                         f"{benchmark!r}: use preset='paper'")
+        raise ValueError(
+            f"the tiny preset runs on shapes100 benchmarks (its backbones were pretrained there); got "
+            f"{benchmark!r}: use preset='paper'"
+        )
 
 
-def nsp2_recipe(preset: str = "tiny", backbone: Literal["vit", "clip"] = "vit", benchmark: str | None = None,
-                device: str = "cpu", clip_prompt_layers: Literal["paper", "code"] = "paper"
-                ) -> tuple[str, NSP2Config, RunConfig]:
+def nsp2_recipe(
+    preset: str = "tiny",
+    backbone: Literal["vit", "clip"] = "vit",
+    benchmark: str | None = None,
+    device: str = "cpu",
+    clip_prompt_layers: Literal["paper", "code"] = "paper",
+) -> tuple[str, NSP2Config, RunConfig]:
     """(benchmark id, method config, run config) of a preset; `paper` on any of the ten paper protocols."""
     check_preset(preset)
     if backbone not in ("vit", "clip"):
@@ -131,27 +141,65 @@ def nsp2_recipe(preset: str = "tiny", backbone: Literal["vit", "clip"] = "vit", 
         benchmark = benchmark or "shapes100-10s"
         _check_tiny(benchmark)
         if backbone == "vit":
-            cfg = NSP2Config(head="task_linear", lr=0.01, milestones=(3, 4), temperature=28.0,
-                             conditions=_adaptive(0.97))
+            cfg = NSP2Config(
+                head="task_linear", lr=0.01, milestones=(3, 4), temperature=28.0, conditions=_adaptive(0.97)
+            )
         else:
-            cfg = NSP2Config(head="text", prompt_layers=(0, 1, 2), lr=0.01, milestones=(3, 4), temperature=1.0,
-                             conditions=_adaptive(0.98), refine_head=True, templates=tuple(CAPTION_TEMPLATES))
+            cfg = NSP2Config(
+                head="text",
+                prompt_layers=(0, 1, 2),
+                lr=0.01,
+                milestones=(3, 4),
+                temperature=1.0,
+                conditions=_adaptive(0.98),
+                refine_head=True,
+                templates=tuple(CAPTION_TEMPLATES),
+            )
         run = RunConfig(epochs=5, batch_size=64, eval_batch_size=256, device=device)
         return benchmark, cfg, run
     benchmark = benchmark or "cifar100-10s"
     source = vpt_source(benchmark)
     precision = "bf16" if device.startswith("cuda") else "fp32"
     if backbone == "vit":
-        cfg = NSP2Config(head="task_linear", lr=0.01, weight_decay=5e-5, milestones=(5, 8),
-                         temperature=VPT_TEMPERATURE[source], conditions=_adaptive(VPT_ETA[source]))
-        run = RunConfig(epochs=10, data_repeats=10, batch_size=256, eval_batch_size=256, device=device,
-                        precision=precision, num_workers=8)
+        cfg = NSP2Config(
+            head="task_linear",
+            lr=0.01,
+            weight_decay=5e-5,
+            milestones=(5, 8),
+            temperature=VPT_TEMPERATURE[source],
+            conditions=_adaptive(VPT_ETA[source]),
+        )
+        run = RunConfig(
+            epochs=10,
+            data_repeats=10,
+            batch_size=256,
+            eval_batch_size=256,
+            device=device,
+            precision=precision,
+            num_workers=8,
+        )
     else:
         layers = (0, 1, 2) if clip_prompt_layers == "paper" else (0, 1, 2, 3)
-        cfg = NSP2Config(head="text", prompt_layers=layers, lr=0.001, weight_decay=5e-5, milestones=(5, 8),
-                         temperature=1.0, conditions=_adaptive(0.98), refine_head=True, templates=_templates())
-        run = RunConfig(epochs=10, data_repeats=2, batch_size=220, eval_batch_size=256, device=device,
-                        precision=precision, num_workers=8)
+        cfg = NSP2Config(
+            head="text",
+            prompt_layers=layers,
+            lr=0.001,
+            weight_decay=5e-5,
+            milestones=(5, 8),
+            temperature=1.0,
+            conditions=_adaptive(0.98),
+            refine_head=True,
+            templates=_templates(),
+        )
+        run = RunConfig(
+            epochs=10,
+            data_repeats=2,
+            batch_size=220,
+            eval_batch_size=256,
+            device=device,
+            precision=precision,
+            num_workers=8,
+        )
     return benchmark, cfg, run
 
 
@@ -173,14 +221,26 @@ def build_nsp2(preset: str, backbone: str, config: NSP2Config, benchmark: str, p
         return NSP2(vit, nsp2_transform(dataset, "vit", base.mean, base.std, base.size), config)
     clip, tokenizer = backbones.build_clip(pretrained=backbones.CLIP_PRETRAINED if pretrained else None)
     base = backbones.clip_transform(clip)
-    return NSP2(clip.visual, nsp2_transform(dataset, "clip", base.mean, base.std, base.size), config,
-                clip_model=clip, tokenizer=tokenizer)
+    return NSP2(
+        clip.visual,
+        nsp2_transform(dataset, "clip", base.mean, base.std, base.size),
+        config,
+        clip_model=clip,
+        tokenizer=tokenizer,
+    )
 
 
-def nsp2_experiment(preset: str = "tiny", backbone: Literal["vit", "clip"] = "vit", benchmark: str | None = None,
-                    device: str = "cpu", data_root: str | None = None, download: bool = False,
-                    clip_prompt_layers: Literal["paper", "code"] = "paper", controls: bool = True,
-                    **config_overrides) -> Experiment:
+def nsp2_experiment(
+    preset: str = "tiny",
+    backbone: Literal["vit", "clip"] = "vit",
+    benchmark: str | None = None,
+    device: str = "cpu",
+    data_root: str | None = None,
+    download: bool = False,
+    clip_prompt_layers: Literal["paper", "code"] = "paper",
+    controls: bool = True,
+    **config_overrides,
+) -> Experiment:
     """Seq and NSP² on one benchmark, ready to `run_all(seeds)`; `config_overrides` go to NSP2Config.
 
     controls=True adds the frozen control (prompts trained on the first task only) and the joint upper
@@ -203,6 +263,9 @@ def nsp2_experiment(preset: str = "tiny", backbone: Literal["vit", "clip"] = "vi
         run=run,
         methods={name: method(name, config) for name, config in configs.items()},
         run_overrides={f"{kind}-joint": {"joint": True}} if controls else {},
-        notes={"recipe": f"{preset} {kind}-NSP²", "refine_head": str(cfg.refine_head),
-               **({"recipe_source": vpt_source(benchmark)} if preset == "paper" and kind == "VPT" else {})},
+        notes={
+            "recipe": f"{preset} {kind}-NSP²",
+            "refine_head": str(cfg.refine_head),
+            **({"recipe_source": vpt_source(benchmark)} if preset == "paper" and kind == "VPT" else {}),
+        },
     )

@@ -65,9 +65,14 @@ class ClassStatistics:
         self.means, self.cholesky = dict(state["means"]), dict(state["cholesky"])
 
 
-def refine_classifier(logits_fn: Callable[[torch.Tensor], torch.Tensor], params: Sequence[torch.nn.Parameter],
-                      stats: ClassStatistics, config: RefineConfig, device: torch.device,
-                      generator: torch.Generator | None = None) -> list[float]:
+def refine_classifier(
+    logits_fn: Callable[[torch.Tensor], torch.Tensor],
+    params: Sequence[torch.nn.Parameter],
+    stats: ClassStatistics,
+    config: RefineConfig,
+    device: torch.device,
+    generator: torch.Generator | None = None,
+) -> list[float]:
     """Train `params` so that `logits_fn(sampled features)` classifies every stored class; returns epoch losses."""
     optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     losses = []
@@ -76,7 +81,7 @@ def refine_classifier(logits_fn: Callable[[torch.Tensor], torch.Tensor], params:
         order = torch.randperm(len(y), generator=generator)
         total = torch.zeros((), device=device)
         for start in range(0, len(y), config.batch_size):
-            idx = order[start:start + config.batch_size]
+            idx = order[start : start + config.batch_size]
             loss = F.cross_entropy(logits_fn(x[idx].to(device)), y[idx].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -30,10 +30,13 @@ def collect_runs(run_root: str | Path) -> pd.DataFrame:
         run, cfg = read_json(run_dir / "run.json", {}), read_json(run_dir / "config.json", {})
         if not run and not cfg:
             continue
-        row = {"benchmark": run.get("benchmark") or cfg.get("dataset", "?"),
-               "method": run.get("method") or cfg.get("method", run_dir.parent.name),
-               "seed": run.get("seed", cfg.get("run_config", {}).get("seed")),
-               "tasks_done": metrics.get("tasks_done", 0), "run_dir": str(run_dir)}
+        row = {
+            "benchmark": run.get("benchmark") or cfg.get("dataset", "?"),
+            "method": run.get("method") or cfg.get("method", run_dir.parent.name),
+            "seed": run.get("seed", cfg.get("run_config", {}).get("seed")),
+            "tasks_done": metrics.get("tasks_done", 0),
+            "run_dir": str(run_dir),
+        }
         row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "tasks_done"})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -56,15 +59,13 @@ def report_tables(run_root: str | Path) -> dict[str, pd.DataFrame]:
     return tables
 
 
-
-
-
 def _how_to_make(path: Path) -> str:
-    ways = [f"python -m nscl sweep --methods nsp2 dmnsp --benchmarks shapes100-10s shapes100-tinted-10s "
-            f"--seeds 0 1 2 --run-root {path}  (add --epochs 1 --max-tasks 3 for a quick grid)"]
+    ways = [
+        f"python -m nscl sweep --methods nsp2 dmnsp --benchmarks shapes100-10s shapes100-tinted-10s "
+        f"--seeds 0 1 2 --run-root {path}  (add --epochs 1 --max-tasks 3 for a quick grid)"
+    ]
     if (repo_root() / "benchmarks" / "tiny_grid.py").is_file():
-        ways.insert(0, "python benchmarks/tiny_grid.py  (the book's 3-seed tiny grid, "
-                       "benchmarks/results/tiny_grid)")
+        ways.insert(0, "python benchmarks/tiny_grid.py  (the book's 3-seed tiny grid, benchmarks/results/tiny_grid)")
     return "Make one with\n  " + "\n  ".join(ways)
 
 
@@ -104,8 +105,10 @@ def load_runs(run_root: str | Path) -> pd.DataFrame:
     twice = frame[frame.duplicated(keys, keep=False)]
     if len(twice):
         listed = "\n  ".join(twice.sort_values(keys).run_dir)
-        raise ValueError(f"runs with the same benchmark, method, seed and tasks done under {run_root}; their "
-                         f"mean would mix settings; report on a narrower root:\n  {listed}")
+        raise ValueError(
+            f"runs with the same benchmark, method, seed and tasks done under {run_root}; their "
+            f"mean would mix settings; report on a narrower root:\n  {listed}"
+        )
     return frame.sort_values(keys).reset_index(drop=True)
 
 
@@ -116,13 +119,21 @@ def load_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
     for run in runs.itertuples():
         frame = pd.read_csv(Path(run.run_dir) / "accuracy.csv")
         frame = frame[(frame.train_task < run.tasks_done) & (frame.eval_task < run.tasks_done)]
-        parts.append(frame.assign(benchmark=run.benchmark, tasks_done=run.tasks_done, method=run.method,
-                                  seed=run.seed))
+        parts.append(frame.assign(benchmark=run.benchmark, tasks_done=run.tasks_done, method=run.method, seed=run.seed))
     frame = pd.concat(parts, ignore_index=True)
-    if "accuracy_task_aware" not in frame:   # runs written before nscl recorded it
+    if "accuracy_task_aware" not in frame:  # runs written before nscl recorded it
         frame["accuracy_task_aware"] = np.nan
-    columns = ["benchmark", "tasks_done", "method", "seed", "train_task", "eval_task", "accuracy",
-               "accuracy_task_aware", "n_test"]
+    columns = [
+        "benchmark",
+        "tasks_done",
+        "method",
+        "seed",
+        "train_task",
+        "eval_task",
+        "accuracy",
+        "accuracy_task_aware",
+        "n_test",
+    ]
     return frame[columns]
 
 
@@ -133,16 +144,20 @@ def groups(runs: pd.DataFrame) -> list[tuple[str, int]]:
 
 def inventory(runs: pd.DataFrame) -> pd.DataFrame:
     """What the root holds: per benchmark, tasks done and method, the seeds and the run settings."""
+
     def listing(values) -> str:
         distinct = set(values)
         try:
             ordered = sorted(distinct)
-        except TypeError:   # mixed types (a setting missing from some config.json)
+        except TypeError:  # mixed types (a setting missing from some config.json)
             ordered = sorted(distinct, key=str)
         return ", ".join(str(v) for v in ordered)
 
     table = runs.groupby(["benchmark", "tasks_done", "method"], sort=True).agg(
-        seeds=("seed", listing), runs=("seed", "size"), epochs=("epochs", listing),
-        batch_size=("batch_size", listing), precision=("precision", listing))
+        seeds=("seed", listing),
+        runs=("seed", "size"),
+        epochs=("epochs", listing),
+        batch_size=("batch_size", listing),
+        precision=("precision", listing),
+    )
     return table
-

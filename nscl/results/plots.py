@@ -15,9 +15,9 @@ from nscl.results.tables import method_role
 __all__ = ["plot_accuracy_matrix", "plot_spectrum", "plot_step_accuracies", "plot_metric_sweep", "savefig"]
 
 
-
-def plot_accuracy_matrix(ax: plt.Axes, accuracy: np.ndarray, title: str = "", vmin: float = 0.0,
-                         annotate: bool | None = None) -> plt.Axes:
+def plot_accuracy_matrix(
+    ax: plt.Axes, accuracy: np.ndarray, title: str = "", vmin: float = 0.0, annotate: bool | None = None
+) -> plt.Axes:
     """Heat map of R[i, j] in % (rows: after training task i, columns: evaluated on task j), tasks numbered
     from 1; on long sequences only every k-th task is labelled (at most 12 labels per axis), and the cells
     are annotated up to 12 tasks unless `annotate` says otherwise."""
@@ -25,9 +25,21 @@ def plot_accuracy_matrix(ax: plt.Axes, accuracy: np.ndarray, title: str = "", vm
     every = max(1, math.ceil(n / 12))
     tasks = range(1, n + 1)
     cells = pd.DataFrame(np.asarray(accuracy, dtype=float) * 100, index=tasks, columns=tasks)
-    sns.heatmap(cells, ax=ax, vmin=vmin * 100, vmax=100, cmap="viridis", mask=cells.isna(),
-                annot=n <= 12 if annotate is None else annotate, fmt=".0f", annot_kws={"fontsize": 7},
-                xticklabels=every, yticklabels=every, square=True, cbar_kws={"label": "accuracy (%)"})
+    sns.heatmap(
+        cells,
+        ax=ax,
+        vmin=vmin * 100,
+        vmax=100,
+        cmap="viridis",
+        mask=cells.isna(),
+        annot=n <= 12 if annotate is None else annotate,
+        fmt=".0f",
+        annot_kws={"fontsize": 7},
+        xticklabels=every,
+        yticklabels=every,
+        square=True,
+        cbar_kws={"label": "accuracy (%)"},
+    )
     ax.tick_params(axis="y", labelrotation=0)
     ax.set_xlabel("evaluated on task j")
     ax.set_ylabel("after training task i")
@@ -35,8 +47,9 @@ def plot_accuracy_matrix(ax: plt.Axes, accuracy: np.ndarray, title: str = "", vm
     return ax
 
 
-def plot_spectrum(ax: plt.Axes, singular_values: np.ndarray, marks: Mapping[str, int] | None = None,
-                  title: str = "") -> plt.Axes:
+def plot_spectrum(
+    ax: plt.Axes, singular_values: np.ndarray, marks: Mapping[str, int] | None = None, title: str = ""
+) -> plt.Axes:
     """Descending spectrum of an uncentered feature matrix on a log scale, with null-space starts marked."""
     s = np.asarray(singular_values, dtype=np.float64)
     floor = max(s.max() * 1e-18, np.finfo(np.float64).tiny)
@@ -51,9 +64,18 @@ def plot_spectrum(ax: plt.Axes, singular_values: np.ndarray, marks: Mapping[str,
     return ax
 
 
-def plot_metric_sweep(ax: plt.Axes, frame: pd.DataFrame, x: str, y: str, hue: str | None = None,
-                      baselines: Mapping[str, float] | None = None, xlabel: str = "", ylabel: str = "",
-                      title: str = "", logx: bool = False) -> plt.Axes:
+def plot_metric_sweep(
+    ax: plt.Axes,
+    frame: pd.DataFrame,
+    x: str,
+    y: str,
+    hue: str | None = None,
+    baselines: Mapping[str, float] | None = None,
+    xlabel: str = "",
+    ylabel: str = "",
+    title: str = "",
+    logx: bool = False,
+) -> plt.Axes:
     """A metric against a swept parameter (mean and spread over seeds), baselines as horizontal lines."""
     sns.lineplot(data=frame, x=x, y=y, hue=hue, marker="o", ax=ax, errorbar="sd")
     for (name, value), colour in zip((baselines or {}).items(), sns.color_palette("Set2")):
@@ -84,15 +106,23 @@ def _seeds(n: int) -> str:
     return f"{n} seed" + ("" if n == 1 else "s")
 
 
-def plot_step_accuracies(ax: plt.Axes, curves: pd.DataFrame, colours: Mapping[str, object] | None = None,
-                         title: str = "") -> plt.Axes:
+def plot_step_accuracies(
+    ax: plt.Axes, curves: pd.DataFrame, colours: Mapping[str, object] | None = None, title: str = ""
+) -> plt.Axes:
     """Accuracy on all classes seen so far after each task (%, as NSP²'s Figure 2), per method: the mean over
     seeds and a ±1 std band. curves: nscl.results.tables.step_curves (method, seed, task, accuracy)."""
     for method, frame in curves.groupby("method", sort=False):
         stats = frame.groupby("task").accuracy.agg(["mean", "std", "size"]) * [100, 100, 1]
         colour = (colours or {}).get(method)
-        line, = ax.plot(stats.index, stats["mean"], marker="o", ms=3, color=colour, ls=_STYLES[method_role(method)],
-                        label=f"{method} ({_seeds(int(stats['size'].max()))})")
+        (line,) = ax.plot(
+            stats.index,
+            stats["mean"],
+            marker="o",
+            ms=3,
+            color=colour,
+            ls=_STYLES[method_role(method)],
+            label=f"{method} ({_seeds(int(stats['size'].max()))})",
+        )
         band = stats["std"].fillna(0.0)
         ax.fill_between(stats.index, stats["mean"] - band, stats["mean"] + band, color=line.get_color(), alpha=0.15)
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
@@ -102,4 +132,3 @@ def plot_step_accuracies(ax: plt.Axes, curves: pd.DataFrame, colours: Mapping[st
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return ax
-

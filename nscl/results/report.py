@@ -25,13 +25,23 @@ import pandas as pd
 from nscl.data.benchmarks import BENCHMARKS, reference_results
 from nscl.results.tables import accuracy_matrix, format_mean_std, method_order, paired_by_seed
 
-__all__ = ["METRICS", "METRIC_NAMES", "PAPER_KEYS", "seed_summary", "reference_numbers", "benchmark_table",
-           "mean_matrix", "protocol_of", "main_labels", "cross_method_table", "cross_method_sentences",
-           "adam_moments"]
+__all__ = [
+    "METRICS",
+    "METRIC_NAMES",
+    "PAPER_KEYS",
+    "seed_summary",
+    "reference_numbers",
+    "benchmark_table",
+    "mean_matrix",
+    "protocol_of",
+    "main_labels",
+    "cross_method_table",
+    "cross_method_sentences",
+    "adam_moments",
+]
 
 METRICS = ("last_accuracy", "average_incremental_accuracy", "forgetting")
-METRIC_NAMES = {"last_accuracy": "last", "average_incremental_accuracy": "avg incremental",
-                "forgetting": "forgetting"}
+METRIC_NAMES = {"last_accuracy": "last", "average_incremental_accuracy": "avg incremental", "forgetting": "forgetting"}
 # data/reference_results.csv's `paper` column -> the key of book/references.bib
 PAPER_KEYS = {"NSP2": "lu2024nsp2", "DMNSP": "kang2025dmnsp"}
 NONE_REPORTED = "none reported"
@@ -40,37 +50,22 @@ NONE_REPORTED = "none reported"
 # -- finding and reading the runs ------------------------------------------------------------------
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 # -- mean ± std over seeds ----------------------------------------------------------------------------
-
 
 
 def seed_summary(runs: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
     """Per benchmark, tasks done, method and metric: mean and std (ddof 1; NaN for one seed) over seeds,
     in percent, and the number of seeds."""
-    long = runs.melt(id_vars=["benchmark", "tasks_done", "method", "seed"], value_vars=list(metrics),
-                     var_name="metric", value_name="value")
+    long = runs.melt(
+        id_vars=["benchmark", "tasks_done", "method", "seed"],
+        value_vars=list(metrics),
+        var_name="metric",
+        value_name="value",
+    )
     long["value"] = long.value * 100
     table = long.groupby(["benchmark", "tasks_done", "method", "metric"], sort=False).value.agg(
-        mean="mean", std=lambda v: v.std(ddof=1) if len(v) > 1 else float("nan"), seeds="size")
+        mean="mean", std=lambda v: v.std(ddof=1) if len(v) > 1 else float("nan"), seeds="size"
+    )
     return table.reset_index()
 
 
@@ -92,8 +87,13 @@ def _sources(refs: pd.DataFrame) -> str:
     return "; ".join(cited)
 
 
-def benchmark_table(summary: pd.DataFrame, benchmark: str, tasks_done: int,
-                    references: pd.DataFrame | None = None, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+def benchmark_table(
+    summary: pd.DataFrame,
+    benchmark: str,
+    tasks_done: int,
+    references: pd.DataFrame | None = None,
+    metrics: Sequence[str] = METRICS,
+) -> pd.DataFrame:
     """One benchmark's table: per method, "mean ± std" over seeds of each metric (ours) beside the
     paper's number (%), the seeds, and each paper number's source (bibliography key and table).
 
@@ -111,14 +111,19 @@ def benchmark_table(summary: pd.DataFrame, benchmark: str, tasks_done: int,
         row: dict[str, object] = {}
         for metric in metrics:
             name = METRIC_NAMES.get(metric, metric)
-            row[f"{name} (ours)"] = format_mean_std(mine.loc[metric, "mean"], mine.loc[metric, "std"]) \
-                if metric in mine.index else "not run"
+            row[f"{name} (ours)"] = (
+                format_mean_std(mine.loc[metric, "mean"], mine.loc[metric, "std"])
+                if metric in mine.index
+                else "not run"
+            )
             paper = refs[refs.metric == metric]
-            row[f"{name} (paper)"] = f"{paper.value.iloc[0]:.2f}" if len(paper) else \
-                (NONE_REPORTED if not len(references) else "—")
+            row[f"{name} (paper)"] = (
+                f"{paper.value.iloc[0]:.2f}" if len(paper) else (NONE_REPORTED if not len(references) else "—")
+            )
         row["seeds"] = int(mine.seeds.iloc[0]) if len(mine) else 0
-        row["paper source"] = _sources(refs) if len(refs) else \
-            (f"no reported numbers for {benchmark}" if not len(references) else "—")
+        row["paper source"] = (
+            _sources(refs) if len(refs) else (f"no reported numbers for {benchmark}" if not len(references) else "—")
+        )
         rows[method] = row
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "method"
@@ -128,26 +133,19 @@ def benchmark_table(summary: pd.DataFrame, benchmark: str, tasks_done: int,
 # -- accuracy matrices and per-task curves ---------------------------------------------------------------
 
 
-
 def mean_matrix(accuracy: pd.DataFrame, benchmark: str, tasks_done: int, method: str) -> np.ndarray:
     """R[i, j] averaged over seeds (fractions; NaN above the diagonal) for one method and benchmark."""
-    rows = accuracy[(accuracy.benchmark == benchmark) & (accuracy.tasks_done == tasks_done)
-                    & (accuracy.method == method)]
+    rows = accuracy[
+        (accuracy.benchmark == benchmark) & (accuracy.tasks_done == tasks_done) & (accuracy.method == method)
+    ]
     if not len(rows):
         raise ValueError(f"no accuracy matrix for {method!r} on {benchmark} ({tasks_done} tasks)")
     mean = rows.groupby(["train_task", "eval_task"], as_index=False).accuracy.mean()
     return accuracy_matrix(mean)
 
 
-
-
-
-
-
-
-
-
 # -- NSP² against DMNSP ------------------------------------------------------------------------------
+
 
 def protocol_of(benchmark: str) -> str:
     """The protocol a benchmark runs: its data set and how the classes are split into tasks, whatever
@@ -156,15 +154,20 @@ def protocol_of(benchmark: str) -> str:
     if benchmark not in BENCHMARKS:
         return benchmark
     b = BENCHMARKS[benchmark]
-    classes = f"{b.increment} classes each" if b.initial_increment == b.increment else \
-        f"{b.initial_increment} classes, then {b.increment} each"
+    classes = (
+        f"{b.increment} classes each"
+        if b.initial_increment == b.increment
+        else f"{b.initial_increment} classes, then {b.increment} each"
+    )
     return f"{b.dataset}: {b.n_tasks} tasks, {classes}"
 
 
 def main_labels(methods: Sequence[str]) -> dict[str, list[str]]:
     """The labels of each family's main method among `methods`: NSP² (VPT-NSP², CLIP-NSP²) and DMNSP."""
-    return {"NSP²": [m for m in methods if m in ("VPT-NSP²", "CLIP-NSP²")],
-            "DMNSP": [m for m in methods if m == "DMNSP"]}
+    return {
+        "NSP²": [m for m in methods if m in ("VPT-NSP²", "CLIP-NSP²")],
+        "DMNSP": [m for m in methods if m == "DMNSP"],
+    }
 
 
 def _seq_of(label: str) -> str:
@@ -192,8 +195,9 @@ def cross_method_table(runs: pd.DataFrame, metrics: Sequence[str] = METRICS) -> 
         labels = main_labels(list(dict.fromkeys(group.method)))
         for nsp2 in labels["NSP²"]:
             for dmnsp in labels["DMNSP"]:
-                for bench_a, bench_b in _benchmark_pairs(group[group.method == nsp2].benchmark,
-                                                         group[group.method == dmnsp].benchmark):
+                for bench_a, bench_b in _benchmark_pairs(
+                    group[group.method == nsp2].benchmark, group[group.method == dmnsp].benchmark
+                ):
                     rows += _cross_rows(group, protocol, int(tasks_done), (nsp2, bench_a), (dmnsp, bench_b), metrics)
     return pd.DataFrame(rows)
 
@@ -205,8 +209,14 @@ def _benchmark_pairs(left: pd.Series, right: pd.Series) -> list[tuple[str, str]]
     return same or [(x, y) for x in a for y in b]
 
 
-def _cross_rows(group: pd.DataFrame, protocol: str, tasks_done: int, nsp2: tuple[str, str],
-                dmnsp: tuple[str, str], metrics: Sequence[str]) -> list[dict]:
+def _cross_rows(
+    group: pd.DataFrame,
+    protocol: str,
+    tasks_done: int,
+    nsp2: tuple[str, str],
+    dmnsp: tuple[str, str],
+    metrics: Sequence[str],
+) -> list[dict]:
     def runs_of(label: str, benchmark: str) -> pd.DataFrame:
         return group[(group.method == label) & (group.benchmark == benchmark)]
 
@@ -217,19 +227,28 @@ def _cross_rows(group: pd.DataFrame, protocol: str, tasks_done: int, nsp2: tuple
         va, vb = a[metric] * 100, b[metric] * 100
         paired = paired_by_seed(a, b, metric) if nsp2[1] == dmnsp[1] else None
         gain_a, gain_b = paired_by_seed(a, seq_a, metric), paired_by_seed(b, seq_b, metric)
-        rows.append({
-            "protocol": protocol, "tasks": tasks_done, "metric": METRIC_NAMES.get(metric, metric),
-            "NSP² method": f"{nsp2[0]} on {nsp2[1]}", "DMNSP method": f"{dmnsp[0]} on {dmnsp[1]}",
-            "NSP²": format_mean_std(va.mean(), va.std(ddof=1) if len(va) > 1 else float("nan")) + f" (n={len(va)})",
-            "DMNSP": format_mean_std(vb.mean(), vb.std(ddof=1) if len(vb) > 1 else float("nan")) + f" (n={len(vb)})",
-            "NSP² − DMNSP (means)": f"{va.mean() - vb.mean():+.1f}",
-            "NSP² − DMNSP (paired)": _describe(paired) if nsp2[1] == dmnsp[1] else "— (different benchmarks)",
-            "NSP² − its Seq (paired)": _describe(gain_a), "DMNSP − adapter-Seq (paired)": _describe(gain_b),
-            "nsp2_mean": va.mean(), "dmnsp_mean": vb.mean(), "same_benchmark": nsp2[1] == dmnsp[1],
-            **{f"paired_{k}": (paired or {}).get(k, float("nan")) for k in ("mean", "std", "min", "max", "seeds")},
-            **{f"nsp2_gain_{k}": (gain_a or {}).get(k, float("nan")) for k in ("mean", "min", "max", "seeds")},
-            **{f"dmnsp_gain_{k}": (gain_b or {}).get(k, float("nan")) for k in ("mean", "min", "max", "seeds")},
-        })
+        rows.append(
+            {
+                "protocol": protocol,
+                "tasks": tasks_done,
+                "metric": METRIC_NAMES.get(metric, metric),
+                "NSP² method": f"{nsp2[0]} on {nsp2[1]}",
+                "DMNSP method": f"{dmnsp[0]} on {dmnsp[1]}",
+                "NSP²": format_mean_std(va.mean(), va.std(ddof=1) if len(va) > 1 else float("nan")) + f" (n={len(va)})",
+                "DMNSP": format_mean_std(vb.mean(), vb.std(ddof=1) if len(vb) > 1 else float("nan"))
+                + f" (n={len(vb)})",
+                "NSP² − DMNSP (means)": f"{va.mean() - vb.mean():+.1f}",
+                "NSP² − DMNSP (paired)": _describe(paired) if nsp2[1] == dmnsp[1] else "— (different benchmarks)",
+                "NSP² − its Seq (paired)": _describe(gain_a),
+                "DMNSP − adapter-Seq (paired)": _describe(gain_b),
+                "nsp2_mean": va.mean(),
+                "dmnsp_mean": vb.mean(),
+                "same_benchmark": nsp2[1] == dmnsp[1],
+                **{f"paired_{k}": (paired or {}).get(k, float("nan")) for k in ("mean", "std", "min", "max", "seeds")},
+                **{f"nsp2_gain_{k}": (gain_a or {}).get(k, float("nan")) for k in ("mean", "min", "max", "seeds")},
+                **{f"dmnsp_gain_{k}": (gain_b or {}).get(k, float("nan")) for k in ("mean", "min", "max", "seeds")},
+            }
+        )
     return rows
 
 
@@ -256,18 +275,29 @@ def cross_method_sentences(cross: pd.DataFrame) -> list[str]:
         gap = row["nsp2_mean"] - row["dmnsp_mean"]
         if row["metric"] == "forgetting":
             gap = -gap
-        lead = "NSP² and DMNSP tied" if abs(gap) < 0.05 else \
-            f"{'NSP²' if gap > 0 else 'DMNSP'} ahead by {abs(gap):.1f} points"
-        paired = _agreement(row["paired_min"], row["paired_max"], row["paired_seeds"]) if row["same_benchmark"] \
+        lead = (
+            "NSP² and DMNSP tied"
+            if abs(gap) < 0.05
+            else f"{'NSP²' if gap > 0 else 'DMNSP'} ahead by {abs(gap):.1f} points"
+        )
+        paired = (
+            _agreement(row["paired_min"], row["paired_max"], row["paired_seeds"])
+            if row["same_benchmark"]
             else "different benchmarks, not paired"
-        gains = [_gain(name, *(row[f"{key}_gain_{k}"] for k in ("mean", "min", "max", "seeds")))
-                 for name, key in (("NSP² − its Seq", "nsp2"), ("DMNSP − adapter-Seq", "dmnsp"))]
-        sentences.append(f"{row['protocol']} ({row['NSP² method']} vs {row['DMNSP method']}, after {row['tasks']} "
-                         f"tasks), {row['metric']}: {lead} ({paired}); " + "; ".join(gains))
+        )
+        gains = [
+            _gain(name, *(row[f"{key}_gain_{k}"] for k in ("mean", "min", "max", "seeds")))
+            for name, key in (("NSP² − its Seq", "nsp2"), ("DMNSP − adapter-Seq", "dmnsp"))
+        ]
+        sentences.append(
+            f"{row['protocol']} ({row['NSP² method']} vs {row['DMNSP method']}, after {row['tasks']} "
+            f"tasks), {row['metric']}: {lead} ({paired}); " + "; ".join(gains)
+        )
     return sentences
 
 
 # -- DMNSP's optimiser health ------------------------------------------------------------------------
+
 
 def adam_moments(runs: pd.DataFrame) -> pd.DataFrame:
     """DMNSP's `report()["adam_moments"]` of every run that saved one (report.pt): per run, task, tower
@@ -282,10 +312,13 @@ def adam_moments(runs: pd.DataFrame) -> pd.DataFrame:
             continue
         try:
             report = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:   # an unreadable or foreign report: this optional table just leaves the run out
+        except Exception:  # an unreadable or foreign report: this optional table just leaves the run out
             continue
         rows = report.get("adam_moments") if isinstance(report, dict) else None
         if rows:
-            parts.append(pd.DataFrame(rows).assign(benchmark=run.benchmark, tasks_done=run.tasks_done,
-                                                   method=run.method, seed=run.seed))
+            parts.append(
+                pd.DataFrame(rows).assign(
+                    benchmark=run.benchmark, tasks_done=run.tasks_done, method=run.method, seed=run.seed
+                )
+            )
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

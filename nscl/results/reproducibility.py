@@ -22,12 +22,22 @@ import torch
 from nscl.models.artifacts import ArtifactError
 from nscl.paths import repo_root
 
-__all__ = ["MACHINE_SPREAD_CSV", "REFERENCE_PROFILE", "TRAINED", "state_tensors", "trained_parameter_gap",
-           "machine_gaps", "machine_spread", "stated_tolerance", "compare_with_committed",
-           "Comparison", "committed_comparison"]
+__all__ = [
+    "MACHINE_SPREAD_CSV",
+    "REFERENCE_PROFILE",
+    "TRAINED",
+    "state_tensors",
+    "trained_parameter_gap",
+    "machine_gaps",
+    "machine_spread",
+    "stated_tolerance",
+    "compare_with_committed",
+    "Comparison",
+    "committed_comparison",
+]
 
 MACHINE_SPREAD_CSV = repo_root() / "benchmarks" / "results" / "machine_spread.csv"
-REFERENCE_PROFILE = "native"   # the profile whose runs are the committed results
+REFERENCE_PROFILE = "native"  # the profile whose runs are the committed results
 
 
 # The parts of a method's checkpoint state that training learns: NSP²'s prompts and heads (and CLIP-NSP²'s
@@ -58,8 +68,11 @@ def trained_parameter_gap(run_dir: Path, reference_dir: Path) -> float:
     for path in paths:
         method = torch.load(path, map_location="cpu", weights_only=False)["method"]
         states.append(dict(state_tensors({k: v for k, v in method.items() if k in TRAINED}, floating_only=True)))
-    gaps = [float((states[0][k] - ref).abs().max() / ref.abs().max().clamp_min(1e-30))
-            for k, ref in states[1].items() if k in states[0] and ref.numel() and states[0][k].shape == ref.shape]
+    gaps = [
+        float((states[0][k] - ref).abs().max() / ref.abs().max().clamp_min(1e-30))
+        for k, ref in states[1].items()
+        if k in states[0] and ref.numel() and states[0][k].shape == ref.shape
+    ]
     return max(gaps) if gaps else float("nan")
 
 
@@ -80,11 +93,13 @@ def machine_spread(frame: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     frame: one row per profile, family, method and seed (benchmarks/machine_spread.py's CSV).
     """
     index = ["family", "method", "metric"]
-    table = machine_gaps(frame, metrics).pivot_table(index=index, columns="profile", values="gap", aggfunc="max",
-                                                     sort=False)
+    table = machine_gaps(frame, metrics).pivot_table(
+        index=index, columns="profile", values="gap", aggfunc="max", sort=False
+    )
     table.columns.name = None
-    reference = frame[frame.profile == REFERENCE_PROFILE].melt(id_vars=["family", "method", "seed"],
-                                                               value_vars=list(metrics), var_name="metric")
+    reference = frame[frame.profile == REFERENCE_PROFILE].melt(
+        id_vars=["family", "method", "seed"], value_vars=list(metrics), var_name="metric"
+    )
     seeds = reference.groupby(index, sort=False).value.agg(["std", "count"])
     table.insert(0, "seed std", seeds["std"].reindex(table.index))
     table.insert(1, "seeds", seeds["count"].reindex(table.index))
@@ -103,12 +118,13 @@ def stated_tolerance(metric: str, family: str, path: Path = MACHINE_SPREAD_CSV, 
     gaps = gaps[moved]
     if gaps.empty:
         return step
-    rms = float((gaps.gap ** 2).mean() ** 0.5)
+    rms = float((gaps.gap**2).mean() ** 0.5)
     return max(step, math.ceil(round(3 * rms / step, 9)) * step)
 
 
-def compare_with_committed(own: pd.DataFrame, committed: pd.DataFrame, metrics: Sequence[str],
-                           tolerance: dict[str, float]) -> pd.DataFrame:
+def compare_with_committed(
+    own: pd.DataFrame, committed: pd.DataFrame, metrics: Sequence[str], tolerance: dict[str, float]
+) -> pd.DataFrame:
     """This page's runs beside the committed runs of the same method and seed, metric by metric.
 
     own, committed: one row per method and seed with `backbone_weights` and the metrics (fractions).
@@ -122,14 +138,26 @@ def compare_with_committed(own: pd.DataFrame, committed: pd.DataFrame, metrics: 
     other = pairs[pairs.backbone_weights != pairs.backbone_weights_committed]
     if len(other):
         row = other.iloc[0]
-        raise ArtifactError(f"{row.method}, seed {row.seed}: this page's run started from {row.backbone_weights!r}, the "
-                            f"committed one from {row.backbone_weights_committed!r}. The shipped weights changed without "
-                            f"the committed results being recomputed (or this run used weights pretrained here): "
-                            f"rerun the commands that made them, or restore nscl/models/weights.")
-    rows = [{"method": r["method"], "seed": int(r["seed"]), "metric": m, "this page": r[m],
-             "committed": r[f"{m}_committed"], "difference": r[m] - r[f"{m}_committed"], "tolerance": tolerance[m],
-             "within": abs(r[m] - r[f"{m}_committed"]) <= tolerance[m] + 1e-12}
-            for r in pairs.to_dict("records") for m in metrics]
+        raise ArtifactError(
+            f"{row.method}, seed {row.seed}: this page's run started from {row.backbone_weights!r}, the "
+            f"committed one from {row.backbone_weights_committed!r}. The shipped weights changed without "
+            f"the committed results being recomputed (or this run used weights pretrained here): "
+            f"rerun the commands that made them, or restore nscl/models/weights."
+        )
+    rows = [
+        {
+            "method": r["method"],
+            "seed": int(r["seed"]),
+            "metric": m,
+            "this page": r[m],
+            "committed": r[f"{m}_committed"],
+            "difference": r[m] - r[f"{m}_committed"],
+            "tolerance": tolerance[m],
+            "within": abs(r[m] - r[f"{m}_committed"]) <= tolerance[m] + 1e-12,
+        }
+        for r in pairs.to_dict("records")
+        for m in metrics
+    ]
     return pd.DataFrame(rows)
 
 
@@ -142,8 +170,13 @@ class Comparison:
     within: bool
 
 
-def committed_comparison(own: pd.DataFrame, committed: pd.DataFrame, metrics: Sequence[str], family: str,
-                         spread_csv: Path = MACHINE_SPREAD_CSV) -> Comparison:
+def committed_comparison(
+    own: pd.DataFrame,
+    committed: pd.DataFrame,
+    metrics: Sequence[str],
+    family: str,
+    spread_csv: Path = MACHINE_SPREAD_CSV,
+) -> Comparison:
     """compare_with_committed with the book's stated tolerances for `family` ('nsp2' or 'dmnsp'), as a
     table in % and a verdict."""
     tolerance = {m: stated_tolerance(m, family, spread_csv) for m in metrics}
@@ -155,19 +188,28 @@ def committed_comparison(own: pd.DataFrame, committed: pd.DataFrame, metrics: Se
     runs = rows[["method", "seed"]].drop_duplicates()
     what = f"{len(runs)} run{'s' if len(runs) > 1 else ''} of this page"
     if (rows.difference == 0).all():
-        verdict = (f"The {what} equal the committed ones to the last digit: this machine does the committed "
-                   f"runs' arithmetic.")
+        verdict = (
+            f"The {what} equal the committed ones to the last digit: this machine does the committed runs' arithmetic."
+        )
     elif rows.within.all():
         largest = rows.groupby("metric", sort=False).difference.apply(lambda d: d.abs().max())
-        verdict = (f"The {what} differ from the committed ones by at most "
-                   + ", ".join(f"{largest[m] * 100:.2f} points ({m.replace('_', ' ')})" for m in metrics)
-                   + ": within the tolerance of chapter 7 ("
-                   + ", ".join(f"±{tolerance[m] * 100:.1f}" for m in metrics) + " points).")
+        verdict = (
+            f"The {what} differ from the committed ones by at most "
+            + ", ".join(f"{largest[m] * 100:.2f} points ({m.replace('_', ' ')})" for m in metrics)
+            + ": within the tolerance of chapter 7 ("
+            + ", ".join(f"±{tolerance[m] * 100:.1f}" for m in metrics)
+            + " points)."
+        )
     else:
         out = rows[~rows.within]
-        verdict = (f"{len(out)} of {len(rows)} numbers differ from the committed ones by more than chapter 7's "
-                   f"tolerance (" + "; ".join(f"{r.method} seed {r.seed} {r.metric.replace('_', ' ')}: "
-                                              f"{r.difference * 100:+.2f} points" for r in out.itertuples())
-                   + "). This machine's arithmetic moves these runs further than the emulated CPUs of chapter 7 "
-                   "did; the tables and comparisons below are read from the committed runs and do not depend on it.")
+        verdict = (
+            f"{len(out)} of {len(rows)} numbers differ from the committed ones by more than chapter 7's "
+            f"tolerance ("
+            + "; ".join(
+                f"{r.method} seed {r.seed} {r.metric.replace('_', ' ')}: {r.difference * 100:+.2f} points"
+                for r in out.itertuples()
+            )
+            + "). This machine's arithmetic moves these runs further than the emulated CPUs of chapter 7 "
+            "did; the tables and comparisons below are read from the committed runs and do not depend on it."
+        )
     return Comparison(table, verdict, bool(rows.within.all()))

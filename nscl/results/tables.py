@@ -11,12 +11,22 @@ import pandas as pd
 
 from nscl.metrics import step_accuracies
 
-__all__ = ["summary_table", "format_mean_std", "paired_difference", "paired_by_seed", "diagonal_frame",
-           "method_order", "method_role", "accuracy_matrix", "step_curves"]
+__all__ = [
+    "summary_table",
+    "format_mean_std",
+    "paired_difference",
+    "paired_by_seed",
+    "diagonal_frame",
+    "method_order",
+    "method_role",
+    "accuracy_matrix",
+    "step_curves",
+]
 
 
-def summary_table(frame: pd.DataFrame, metrics: Sequence[str] = ("last_accuracy", "average_incremental_accuracy",
-                                                                    "forgetting")) -> pd.DataFrame:
+def summary_table(
+    frame: pd.DataFrame, metrics: Sequence[str] = ("last_accuracy", "average_incremental_accuracy", "forgetting")
+) -> pd.DataFrame:
     """Per method, "mean ± std" over seeds of each metric, in percent (std omitted for one seed)."""
     rows = {}
     for method, group in frame.groupby("method", sort=False):
@@ -27,8 +37,6 @@ def summary_table(frame: pd.DataFrame, metrics: Sequence[str] = ("last_accuracy"
         cells["seeds"] = len(group)
         rows[method] = cells
     return pd.DataFrame.from_dict(rows, orient="index")
-
-
 
 
 def paired_difference(frame: pd.DataFrame, method: str, control: str, metric: str) -> dict[str, float]:
@@ -51,8 +59,13 @@ def paired_by_seed(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> dict[str, f
     if not len(seeds):
         return None
     diff = (left[seeds] - right[seeds]).to_numpy() * 100
-    return {"mean": float(diff.mean()), "std": float(diff.std(ddof=1)) if len(diff) > 1 else float("nan"),
-            "min": float(diff.min()), "max": float(diff.max()), "seeds": len(diff)}
+    return {
+        "mean": float(diff.mean()),
+        "std": float(diff.std(ddof=1)) if len(diff) > 1 else float("nan"),
+        "min": float(diff.min()),
+        "max": float(diff.max()),
+        "seeds": len(diff),
+    }
 
 
 def diagonal_frame(matrices: pd.DataFrame, task_aware: bool = False) -> pd.DataFrame:
@@ -78,6 +91,7 @@ def method_role(label: str) -> int:
 def method_order(methods: Sequence[str]) -> list[str]:
     """Methods in reading order: NSP²'s family (VPT-/CLIP- labels) first, then DMNSP's; within a family
     the Seq baseline, the method, frozen, joint, zero-shot, then anything else (alphabetically)."""
+
     def key(label: str) -> tuple[int, int, str]:
         return (0 if label.startswith(("VPT-", "CLIP-")) else 1), method_role(label), label
 
@@ -107,4 +121,3 @@ def step_curves(accuracy: pd.DataFrame) -> pd.DataFrame:
         for task, value in enumerate(step_accuracies(accuracy_matrix(run), sizes), start=1):
             rows.append({**dict(zip(labels, key)), "task": task, "accuracy": value})
     return pd.DataFrame(rows)
-
