@@ -3,18 +3,26 @@
     python benchmarks/tiny_grid.py                        # seeds 0 1 2 (resumable) -> benchmarks/results/tiny_grid.csv
     python benchmarks/tiny_grid.py --seeds 0 --dry-run    # list the points, run nothing
     python benchmarks/tiny_grid.py --epochs 2             # the grid at 2 epochs per task (both methods)
+    python benchmarks/tiny_grid.py --methods nsp2 nsp2-clip dmnsp --shapes 10s --families grey tinted domains \
+        --out benchmarks/results/tiny_ladder.csv          # the ladder: every method on every family
     python benchmarks/tiny_grid.py --seeds 0 --epochs 1 --max-tasks 2 --run-root build/runs/grid_smoke \
         --out build/grid_smoke.csv                        # a smoke test of every point (minutes)
 
 The tiny protocols mirror the papers' shapes (nscl.data.protocols): 5, 10 or 25 equal tasks and
 a half-pool first task followed by 5 tasks of 5. Each method runs on its tiny recipe's background
-(NSP² grey, DMNSP tinted) with its own epochs unless --epochs is given, beside:
+(NSP² grey, DMNSP tinted), or on every family given by --families (grey, tinted, domains: a ladder of
+how much the tasks' features overlap), with its own epochs unless --epochs is given, beside:
 
 * its Seq baseline (the same model trained without projection): what the projection buys;
 * its frozen control (trained on the first task only; for DMNSP the text adapters keep training):
   whether the method beats not learning the visual side after task 1, the question the large-base
   protocol asks most;
+* the prototype classifier on the same frozen backbone (SimpleCIL; evaluation only, seconds): the
+  simplest baseline of pre-trained-model continual learning;
 * for DMNSP, zero-shot CLIP (evaluation only, seconds): the floor adapters start from.
+
+CLIP-NSP² (`nsp2-clip`) runs NSP²'s prompts on the tiny CLIP that DMNSP adapts: the one comparison of
+the two projections on one model.
 
 The joint upper bounds are left out: they retrain on all data seen at every task.
 
@@ -34,16 +42,19 @@ from typing import Sequence
 
 import pandas as pd
 
-from nscl.data.protocols import LOOKALIKES, TINY_BACKGROUND, TINY_SHAPES, tiny_benchmark_id
-from nscl.experiment.grid import SweepRun, expand, format_outcomes, sweep
+from nscl.data.protocols import LOOKALIKES, TINY_FAMILIES, TINY_SHAPES, tiny_benchmark_id
+from nscl.experiment.grid import SweepRun, expand, format_outcomes, method_family, sweep
 from nscl.experiment.result import slug
 
 RESULTS = Path(__file__).resolve().parent / "results"
-# per method family: the experiment's methods the grid runs (ExperimentConfig.only short names)
+# per method family: (method, backbone) and the experiment's methods the grid runs (ExperimentConfig.only names)
 GRID_METHODS: dict[str, tuple[str, ...]] = {
-    "nsp2": ("Seq", "NSP2", "frozen"),
-    "dmnsp": ("zero-shot", "Seq", "DMNSP", "frozen"),
+    "nsp2": ("Seq", "NSP2", "frozen", "prototype"),
+    "nsp2-clip": ("Seq", "NSP2", "frozen", "prototype"),
+    "dmnsp": ("zero-shot", "prototype", "Seq", "DMNSP", "frozen"),
 }
+FAMILY_MODEL = {"nsp2": ("nsp2", "vit"), "nsp2-clip": ("nsp2", "clip"), "dmnsp": ("dmnsp", "clip")}
+RECIPE_FAMILY = {"nsp2": "grey", "nsp2-clip": "tinted", "dmnsp": "tinted"}  # each recipe's own background
 
 
 def grid_points(
@@ -53,18 +64,22 @@ def grid_points(
     run_root: Path,
     epochs: int | None = None,
     max_tasks: int | None = None,
+    families: Sequence[str] | None = None,
 ) -> list[SweepRun]:
-    """Every (method, tiny protocol, seed) as a validated sweep point, each method on its background."""
+    """Every (method, tiny protocol, seed) as a validated sweep point, on its recipe's family or on `families`."""
     points: list[SweepRun] = []
-    for method in methods:
-        benchmarks = [tiny_benchmark_id(shape, TINY_BACKGROUND[method]) for shape in shapes]
+    for family in methods:
+        method, backbone = FAMILY_MODEL[family]
+        looks = families or [RECIPE_FAMILY[family]]
+        benchmarks = [tiny_benchmark_id(shape, look) for look in looks for shape in shapes]
         points += expand(
             [method],
             benchmarks,
             seeds,
             run_root,
             preset="tiny",
-            only=list(GRID_METHODS[method]),
+            backbone=backbone,
+            only=list(GRID_METHODS[family]),
             epochs=epochs,
             max_tasks=max_tasks,
             progress=False,
@@ -73,7 +88,12 @@ def grid_points(
 
 
 def _shape_of(benchmark: str) -> str:
-    return benchmark.removeprefix("shapes100-").removeprefix("tinted-")
+    return benchmark.removeprefix("shapes100-").removeprefix("tinted-").removeprefix("domains-")
+
+
+def _family_of(benchmark: str) -> str:
+    rest = benchmark.removeprefix("shapes100-")
+    return next((f for f in TINY_FAMILIES if rest.startswith(f"{f}-")), "grey")
 
 
 def tidy_metrics(points: Sequence[SweepRun]) -> pd.DataFrame:
@@ -91,9 +111,10 @@ def tidy_metrics(points: Sequence[SweepRun]) -> pd.DataFrame:
             metrics = json.loads(path.read_text())
             settings = json.loads((path.parent / "config.json").read_text())
             row = {
-                "method": config.method,
+                "method": method_family(config),
                 "label": label,
                 "benchmark": config.benchmark_id,
+                "family": _family_of(config.benchmark_id),
                 "shape": shape,
                 "mirrors": mirrors,
                 "seed": config.seeds[0],
@@ -101,6 +122,44 @@ def tidy_metrics(points: Sequence[SweepRun]) -> pd.DataFrame:
             }
             row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
             rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# the features whose task subspaces chapter 6 compares: NSP²'s affinity inputs, DMNSP's visual adapter inputs
+OVERLAP_KIND = {"nsp2": ("affinity", {}), "dmnsp": ("x", {"tower": "visual"})}
+
+
+def overlap_rows(points: Sequence[SweepRun]) -> pd.DataFrame:
+    """Chapter 6's inter-task overlap (mean over task pairs, last recorded layer) from each projection run's
+    report.pt: one row per (method, benchmark, seed). Points run without their report (read back from a
+    committed grid without checkpoints) are left out."""
+    import torch
+
+    from nscl.atlas import mean_task_overlap
+
+    rows = []
+    for point in points:
+        config = point.config
+        for label in config.selected_methods():
+            if "NSP²" not in label and not label.startswith("DMNSP"):
+                continue
+            path = point.run_dir / slug(label) / "report.pt"
+            if not path.exists():
+                continue
+            report = torch.load(path, map_location="cpu", weights_only=False)
+            kind, match = OVERLAP_KIND[config.method]
+            rows.append(
+                {
+                    "method": method_family(config),
+                    "label": label,
+                    "benchmark": config.benchmark_id,
+                    "family": _family_of(config.benchmark_id),
+                    "shape": _shape_of(config.benchmark_id),
+                    "seed": config.seeds[0],
+                    "features": kind,
+                    "overlap": mean_task_overlap(report["atlas"], kind, **match),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -114,7 +173,7 @@ def point_seconds(points: Sequence[SweepRun]) -> pd.DataFrame:
             status = {}
         rows.append(
             {
-                "method": point.config.method,
+                "method": method_family(point.config),
                 "benchmark": point.config.benchmark_id,
                 "seed": point.config.seeds[0],
                 "seconds": status.get("seconds"),
@@ -125,13 +184,21 @@ def point_seconds(points: Sequence[SweepRun]) -> pd.DataFrame:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", nargs="+", default=list(GRID_METHODS), choices=list(GRID_METHODS))
+    parser.add_argument("--methods", nargs="+", default=["nsp2", "dmnsp"], choices=list(GRID_METHODS))
     parser.add_argument(
         "--shapes",
         nargs="+",
         default=list(TINY_SHAPES),
         choices=list(TINY_SHAPES),
         help="tiny protocol shapes (nscl.data.protocols)",
+    )
+    parser.add_argument(
+        "--families",
+        nargs="+",
+        default=None,
+        choices=list(TINY_FAMILIES),
+        help="benchmark families to run every method on (default: each recipe's own: NSP² grey, DMNSP and "
+        "CLIP-NSP² tinted)",
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
@@ -156,7 +223,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    points = grid_points(args.methods, args.shapes, args.seeds, args.run_root, args.epochs, args.max_tasks)
+    points = grid_points(
+        args.methods, args.shapes, args.seeds, args.run_root, args.epochs, args.max_tasks, args.families
+    )
     if args.dry_run:
         print(f"{len(points)} point(s) under {args.run_root}:")
         for point in points:
@@ -168,6 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     frame = tidy_metrics(points)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(args.out, index=False)
+    overlaps = overlap_rows(points)
+    if len(overlaps):
+        overlaps.to_csv(args.out.with_name(f"{args.out.stem}_overlap.csv"), index=False)
     print(format_outcomes(outcomes))
     seconds = point_seconds(points)
     print(seconds.groupby(["method", "benchmark"], sort=False).seconds.sum().round(1).to_string())

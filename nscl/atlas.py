@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["top_basis", "principal_angles", "subspace_overlap", "atlas_rows"]
+__all__ = ["top_basis", "principal_angles", "subspace_overlap", "atlas_rows", "mean_task_overlap"]
 
 
 def top_basis(matrix: torch.Tensor, k: int) -> torch.Tensor:
@@ -52,3 +52,22 @@ def atlas_rows(
             }
         )
     return rows
+
+
+def mean_task_overlap(rows: list[dict], kind: str, layer: int | None = None, **match) -> float:
+    """Mean `subspace_overlap` between every two different tasks' top bases (chapter 6's measure).
+
+    rows: a method's atlas (its report's "atlas"); kind: which features ("affinity" for NSP², "x" for DMNSP's
+    adapter inputs); layer: None for the last layer recorded; match: further keys a row must hold (tower="visual").
+    """
+    chosen = [r for r in rows if r["kind"] == kind and all(r.get(k) == v for k, v in match.items())]
+    if not chosen:
+        raise ValueError(
+            f"no atlas rows of kind {kind!r} with {match}; kinds present: {sorted({r['kind'] for r in rows})}"
+        )
+    layer = max(r["layer"] for r in chosen) if layer is None else layer
+    bases = [r["task_basis"] for r in sorted(chosen, key=lambda r: r["task"]) if r["layer"] == layer]
+    if len(bases) < 2:
+        raise ValueError(f"layer {layer}: {len(bases)} task(s) recorded; an overlap needs two")
+    pairs = [subspace_overlap(a, b) for i, a in enumerate(bases) for b in bases[i + 1 :]]
+    return sum(pairs) / len(pairs)

@@ -28,3 +28,19 @@ def test_atlas_rows_keep_the_accumulated_spectrum_and_the_tasks_top_directions()
     torch.testing.assert_close(row["spectrum"], torch.tensor([5.0, 3.0, 1.0, 0.0]))
     assert subspace_overlap(row["task_basis"], torch.eye(4)[:, 1:3]) == pytest.approx(1.0)
     torch.testing.assert_close(top_basis(own, 1).abs().squeeze(), torch.eye(4, dtype=torch.float64)[1])
+
+
+def test_mean_task_overlap_by_hand():
+    from nscl.atlas import mean_task_overlap
+
+    e = torch.eye(4, dtype=torch.float64)
+    bases = [e[:, :2], e[:, 1:3], e[:, 2:4]]  # overlaps: 1/2 (share e1), 0 (none), 1/2 (share e2)
+    rows = [{"task": t, "layer": 5, "kind": "x", "tower": "visual", "task_basis": b} for t, b in enumerate(bases)]
+    rows += [{"task": t, "layer": 2, "kind": "x", "tower": "visual", "task_basis": e[:, :2]} for t in range(3)]
+    rows += [{"task": t, "layer": 5, "kind": "x", "tower": "text", "task_basis": e[:, :2]} for t in range(3)]
+    assert mean_task_overlap(rows, "x", tower="visual") == pytest.approx(1 / 3)  # last layer (5) by default
+    assert mean_task_overlap(rows, "x", layer=2, tower="visual") == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="kinds present: \\['x'\\]"):
+        mean_task_overlap(rows, "affinity")
+    with pytest.raises(ValueError, match="an overlap needs two"):
+        mean_task_overlap(rows[:1], "x")

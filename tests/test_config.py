@@ -38,7 +38,13 @@ def test_dmnsp_variants_and_method_names():
     assert config.backbone_id == "clip" and config.benchmark_id == "shapes100-tinted-10s"
     assert config.selected_methods() == ["adapter-Seq", "frozen", "DMNSP", "DMNSP (code)"]
     assert "frozen" in config.experiment().methods
-    assert ExperimentConfig(method="dmnsp").selected_methods() == ["zero-shot CLIP", "adapter-Seq", "DMNSP", "joint"]
+    assert ExperimentConfig(method="dmnsp").selected_methods() == [
+        "zero-shot CLIP",
+        "prototype",
+        "adapter-Seq",
+        "DMNSP",
+        "joint",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -359,6 +359,7 @@ def test_frozen_control_keeps_the_visual_adapters_of_task_one_and_trains_text(sh
     assert log.visual_update_norm.tolist()[1:] == [0.0, 0.0] and (log.text_update_norm > 0).all()
     assert list(dmnsp_experiment("tiny", frozen=True, joint=False).methods) == [
         "zero-shot CLIP",
+        "prototype",
         "adapter-Seq",
         "frozen",
         "DMNSP",

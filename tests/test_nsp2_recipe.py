@@ -91,7 +91,7 @@ def test_controls_are_the_recipe_without_projection(shapes_tasks):  # noqa: F811
     assert all(not c.null_space and c.drift_weight == 0 for c in configs.values())
     assert configs["frozen"].freeze_prompts and configs["joint"].loss_over == "seen"
     experiment = nsp2_experiment("tiny", "vit")
-    assert list(experiment.methods) == ["VPT-Seq", "VPT-NSP²", "VPT-frozen", "VPT-joint"]
+    assert list(experiment.methods) == ["VPT-Seq", "VPT-NSP²", "VPT-frozen", "VPT-prototype", "VPT-joint"]
     assert experiment.run_overrides == {"VPT-joint": {"joint": True}}
 
 

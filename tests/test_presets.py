@@ -26,6 +26,6 @@ def test_dmnsp_variants_are_named_changes_of_the_recipe():
     assert paper_cfg.top_select == 1 and paper_cfg.energy_threshold is None  # the official configs
     assert VARIANTS["code"]["variant"] == "code"
     experiment = dmnsp_experiment("tiny", variants=("paper", "top1"), joint=False)
-    assert list(experiment.methods) == ["zero-shot CLIP", "adapter-Seq", "DMNSP", "DMNSP (top1)"]
+    assert list(experiment.methods) == ["zero-shot CLIP", "prototype", "adapter-Seq", "DMNSP", "DMNSP (top1)"]
     with pytest.raises(ValueError, match="unknown DMNSP variants"):
         dmnsp_experiment("tiny", variants=("official",))

@@ -210,9 +210,20 @@ def test_the_tiny_grid_runs_each_method_and_its_controls_on_every_tiny_protocol(
     assert len(points) == 2 * len(TINY_SHAPES) * 2
     assert {p.config.benchmark_id for p in points} == set(tiny_protocols("nsp2")) | set(tiny_protocols("dmnsp"))
     nsp2, dmnsp = points[0].config, points[-1].config
-    assert nsp2.selected_methods() == ["VPT-Seq", "VPT-NSP²", "VPT-frozen"] and nsp2.epochs == 2
-    assert dmnsp.selected_methods() == ["zero-shot CLIP", "adapter-Seq", "frozen", "DMNSP"]
+    assert nsp2.selected_methods() == ["VPT-Seq", "VPT-NSP²", "VPT-frozen", "VPT-prototype"] and nsp2.epochs == 2
+    assert dmnsp.selected_methods() == ["zero-shot CLIP", "prototype", "adapter-Seq", "frozen", "DMNSP"]
     assert points[0].run_dir == tmp_path / "nsp2" / "shapes100-5s" / "seed0"
+    # the ladder: every method on every family; CLIP-NSP² runs apart from VPT-NSP² (its own folder)
+    ladder = grid.grid_points(["nsp2-clip", "dmnsp"], ["10s"], [0], tmp_path, families=["grey", "domains"])
+    assert [(p.config.backbone_id, p.config.benchmark_id) for p in ladder] == [
+        ("clip", "shapes100-10s"),
+        ("clip", "shapes100-domains-10s"),
+        ("clip", "shapes100-10s"),
+        ("clip", "shapes100-domains-10s"),
+    ]
+    assert ladder[1].run_dir == tmp_path / "nsp2-clip" / "shapes100-domains-10s" / "seed0"
+    assert ladder[1].key == "nsp2-clip/shapes100-domains-10s/seed0"
+    assert ladder[0].config.selected_methods() == ["CLIP-Seq", "CLIP-NSP²", "CLIP-frozen", "CLIP-prototype"]
 
 
 # -- smoke: a 2-task, 1-epoch run of the large-base protocol for each method ------------------------

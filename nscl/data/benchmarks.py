@@ -9,7 +9,15 @@ import pandas as pd
 
 from nscl.data.continual import ContinualData
 from nscl.data.datasets import load_dataset
-from nscl.data.protocols import NOVEL_CLASSES, TINY_IMAGE_SIZE, TINY_POOL, TINY_SHAPES, tiny_benchmark_id
+from nscl.data.domains import with_task_domains
+from nscl.data.protocols import (
+    NOVEL_CLASSES,
+    TINY_FAMILIES,
+    TINY_IMAGE_SIZE,
+    TINY_POOL,
+    TINY_SHAPES,
+    tiny_benchmark_id,
+)
 from nscl.data.scenario import Scenario, load_class_order
 from nscl.paths import repo_data_dir
 
@@ -85,7 +93,8 @@ BENCHMARKS: dict[str, Benchmark] = _BenchmarkTable(
             # the tiny preset: the 50 novel shapes100 classes (unseen in pretraining) in each tiny shape
             # (nscl.data.protocols), on grey backgrounds (tiny NSP²; shapes100-10s: 10 tasks of 5) and
             # tinted ones: a domain shift from the tiny CLIP's pretraining images, so that adapters have
-            # something to learn (as CLIP on 32 px CIFAR); tiny DMNSP's (shapes100-tinted-10s)
+            # something to learn (as CLIP on 32 px CIFAR); tiny DMNSP's (shapes100-tinted-10s); and grey ones
+            # with a stripe texture per task (nscl.data.domains), whose tasks need different directions
             *[
                 Benchmark(
                     tiny_benchmark_id(shape.name, background),
@@ -94,9 +103,11 @@ BENCHMARKS: dict[str, Benchmark] = _BenchmarkTable(
                     shape.initial_increment,
                     shape.increment,
                     "shapes100_novel",
-                    () if background == "grey" else (("background", "tinted"),),
+                    {"grey": (), "tinted": (("background", "tinted"),), "domains": (("task_domains", "stripes"),)}[
+                        background
+                    ],
                 )
-                for background in ("grey", "tinted")
+                for background in TINY_FAMILIES
                 for shape in TINY_SHAPES.values()
             ],
         ]
@@ -121,6 +132,8 @@ def load_benchmark(
     """Train/test data of a benchmark with its scenario (class order by the benchmark's rule)."""
     bench = _benchmark(benchmark_id)
     options = dict(bench.options)
+    scenario = benchmark_scenario(benchmark_id, seed)
+    task_domains = options.pop("task_domains", None)
     if bench.dataset == "shapes100":
         # seed 1 for the images: other samples than the pretraining set (which only has base classes anyway)
         train = load_dataset(
@@ -129,12 +142,14 @@ def load_benchmark(
         test = load_dataset(
             "shapes100", "test", n_per_class=shapes_test_per_class, image_size=TINY_IMAGE_SIZE, seed=1, **options
         )
+        if task_domains == "stripes":  # each task's classes carry its texture, in train and test alike
+            train, test = with_task_domains(train, scenario), with_task_domains(test, scenario)
     else:
         if bench.dataset == "cifar100":
             options["download"] = download
         train = load_dataset(bench.dataset, "train", root=root, **options)
         test = load_dataset(bench.dataset, "test", root=root, **options)
-    return ContinualData(train, test, benchmark_scenario(benchmark_id, seed))
+    return ContinualData(train, test, scenario)
 
 
 def benchmark_scenario(benchmark_id: str, seed: int = 0) -> Scenario:

@@ -63,6 +63,7 @@ __all__ = [
     "TINY_SHAPES",
     "TINY_POOL",
     "TINY_BACKGROUND",
+    "TINY_FAMILIES",
     "LookAlike",
     "LOOKALIKES",
     "tiny_benchmark_id",
@@ -83,6 +84,10 @@ PAPER_PROTOCOLS = NSP2_PROTOCOLS + DMNSP_PROTOCOLS
 TINY_POOL = 50  # the novel shapes100 classes
 # the tiny recipe's background per method (why: the module docstring)
 TINY_BACKGROUND = {"nsp2": "grey", "dmnsp": "tinted"}
+# the tiny benchmark families, a ladder of how much the tasks' features overlap: grey (tasks share their
+# directions), tinted (a palette shift from pretraining), domains (grey with a stripe texture per task,
+# nscl.data.domains: each task needs its own directions)
+TINY_FAMILIES = ("grey", "tinted", "domains")
 
 
 @dataclass(frozen=True)
@@ -146,12 +151,12 @@ LOOKALIKES: dict[str, LookAlike] = {
 
 
 def tiny_benchmark_id(shape: str, background: str = "grey") -> str:
-    """The benchmark id of a tiny shape on grey or tinted backgrounds ('10s', 'tinted' -> 'shapes100-tinted-10s')."""
+    """The benchmark id of a tiny shape in a family of TINY_FAMILIES ('10s', 'tinted' -> 'shapes100-tinted-10s')."""
     if shape not in TINY_SHAPES:
         raise ValueError(f"unknown tiny shape {shape!r}; choose one of {list(TINY_SHAPES)}")
-    if background not in ("grey", "tinted"):
-        raise ValueError(f"background={background!r}: choose 'grey' or 'tinted'")
-    return f"shapes100-{shape}" if background == "grey" else f"shapes100-tinted-{shape}"
+    if background not in TINY_FAMILIES:
+        raise ValueError(f"background={background!r}: choose one of {list(TINY_FAMILIES)}")
+    return f"shapes100-{shape}" if background == "grey" else f"shapes100-{background}-{shape}"
 
 
 def _background(method: str) -> str:

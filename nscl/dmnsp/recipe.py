@@ -65,8 +65,10 @@ from nscl.data.protocols import DMNSP_PROTOCOLS, PAPER_PROTOCOLS, TINY_IMAGE_SIZ
 from nscl.dmnsp.method import DMNSP, DMNSPConfig
 from nscl.experiment.experiment import Experiment, check_preset
 from nscl.experiment.run import RunConfig
+from nscl.methods.prototype import PrototypeClassifier, PrototypeConfig
 from nscl.methods.zeroshot import ZeroShotCLIP
 from nscl.models import backbones, tiny
+from nscl.models.features import PooledEmbedding
 
 __all__ = ["dmnsp_recipe", "dmnsp_experiment", "build_clip_for", "paper_default_seeds", "DMNSP_BENCHMARKS", "VARIANTS"]
 
@@ -142,7 +144,8 @@ def dmnsp_experiment(
     frozen: bool = False,
     **config_overrides,
 ) -> Experiment:
-    """Zero-shot CLIP, adapter-Seq, DMNSP (each requested variant), the joint upper bound and, with
+    """Zero-shot CLIP, the prototype classifier on CLIP's frozen image embedding (SimpleCIL), adapter-Seq,
+    DMNSP (each requested variant), the joint upper bound and, with
     `frozen`, the control "frozen": all adapters trained on the first task, then only the text ones
     (plainly), so the visual branch forgets nothing and learns nothing after task 1.
 
@@ -161,7 +164,11 @@ def dmnsp_experiment(
 
         return make
 
-    methods = {"zero-shot CLIP": zero_shot, "adapter-Seq": adapters(projection=False)}
+    def prototype(seed: int):  # SimpleCIL on CLIP's image embedding: the same frozen model zero-shot CLIP scores with
+        clip, _, transform = build_clip_for(preset)
+        return PrototypeClassifier(PooledEmbedding(clip), transform, PrototypeConfig(seed=seed))
+
+    methods = {"zero-shot CLIP": zero_shot, "prototype": prototype, "adapter-Seq": adapters(projection=False)}
     if frozen:
         methods["frozen"] = adapters(projection=False, freeze_visual_after_first_task=True, name="frozen")
     unknown = [v for v in variants if v not in VARIANTS]

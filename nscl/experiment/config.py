@@ -101,7 +101,7 @@ class ExperimentConfig:
     only: tuple[str, ...] | None = _f(
         None,
         "which of the experiment's methods to run (labels such as VPT-Seq, or "
-        "short names: Seq, NSP2, frozen, joint, zero-shot, DMNSP); None: all "
+        "short names: Seq, NSP2, frozen, prototype, joint, zero-shot, DMNSP); None: all "
         "the preset's",
     )
     variants: tuple[str, ...] | None = _f(

@@ -28,12 +28,22 @@ from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
 
-from nscl.experiment.config import ExperimentConfig
+from nscl.experiment.config import DEFAULT_BACKBONE, ExperimentConfig
 from nscl.experiment.experiment import check_seeds, merge_metrics_csv
 from nscl.experiment.result import metrics_frame, slug
 from nscl.files import atomic_write_text, read_json
 
-__all__ = ["SweepRun", "expand", "sweep", "run_point", "format_outcomes", "failed_points", "STATUS_FILE"]
+__all__ = [
+    "SweepRun",
+    "expand",
+    "sweep",
+    "run_point",
+    "format_outcomes",
+    "failed_points",
+    "method_family",
+    "point_dir",
+    "STATUS_FILE",
+]
 
 STATUS_FILE = "status.json"
 _VOLATILE = ("progress", "run_root", "device")  # changing these does not make a finished point unfinished
@@ -52,11 +62,20 @@ class SweepRun:
 
     @property
     def key(self) -> str:
-        return f"{self.config.method}/{self.config.benchmark_id}/seed{self.config.seeds[0]}"
+        return f"{method_family(self.config)}/{self.config.benchmark_id}/seed{self.config.seeds[0]}"
+
+
+def method_family(config: ExperimentConfig) -> str:
+    """The method, with the backbone when it is not the method's own: 'nsp2', 'nsp2-clip', 'dmnsp'."""
+    return (
+        config.method
+        if config.backbone_id == DEFAULT_BACKBONE[config.method]
+        else f"{config.method}-{config.backbone_id}"
+    )
 
 
 def point_dir(run_root: str | Path, config: ExperimentConfig) -> Path:
-    return Path(run_root) / config.method / config.benchmark_id / f"seed{config.seeds[0]}"
+    return Path(run_root) / method_family(config) / config.benchmark_id / f"seed{config.seeds[0]}"
 
 
 def expand(
@@ -131,7 +150,7 @@ def run_point(config: dict, run_dir: str) -> dict:
     }
     try:
         cfg = ExperimentConfig.from_dict(config)
-        status["key"] = f"{cfg.method}/{cfg.benchmark_id}/seed{cfg.seeds[0]}"
+        status["key"] = f"{method_family(cfg)}/{cfg.benchmark_id}/seed{cfg.seeds[0]}"
         _write_status(path, status)
         experiment = cfg.experiment()
         seed = cfg.seeds[0]

@@ -75,13 +75,23 @@ from nscl.data.protocols import NSP2_PROTOCOLS, PAPER_PROTOCOLS
 from nscl.data.transforms import nsp2_transform
 from nscl.experiment.experiment import Experiment, check_preset
 from nscl.experiment.run import RunConfig
+from nscl.methods.prototype import PrototypeClassifier, PrototypeConfig
 from nscl.models import backbones, tiny
+from nscl.models.features import PooledEmbedding
 from nscl.models.pretrain import CAPTION_TEMPLATES
 from nscl.nsp2.conditions import ConditionSpec
 from nscl.nsp2.method import NSP2, NSP2Config, control_configs
 from nscl.nullspace import NullSpaceRule
 
-__all__ = ["nsp2_recipe", "nsp2_experiment", "build_nsp2", "vpt_source", "VPT_SOURCE"]
+__all__ = [
+    "nsp2_recipe",
+    "nsp2_experiment",
+    "nsp2_backbone",
+    "build_nsp2",
+    "build_prototype",
+    "vpt_source",
+    "VPT_SOURCE",
+]
 
 VPT_TEMPERATURE = {"cifar100-10s": 28.0, "cifar100-20s": 25.0, "imagenet-r-10s": 30.0, "domainnet-10s": 30.0}
 VPT_ETA = {"cifar100-10s": 0.97, "cifar100-20s": 0.95, "imagenet-r-10s": 0.94, "domainnet-10s": 0.95}
@@ -203,31 +213,38 @@ def nsp2_recipe(
     return benchmark, cfg, run
 
 
-def build_nsp2(preset: str, backbone: str, config: NSP2Config, benchmark: str, pretrained: bool = True) -> NSP2:
-    """A fresh NSP² (or Seq) method: backbone weights from the library (paper) or the tiny cache.
+def nsp2_backbone(preset: str, backbone: str, benchmark: str, pretrained: bool = True):
+    """(vision model, train transform, CLIP model or None, tokenizer or None) of a preset's backbone.
 
     pretrained=False (paper preset): the same architectures with random weights, for tests on a CPU.
     """
     if preset == "tiny":
         if backbone == "vit":
-            return NSP2(tiny.pretrained_tiny_vit(), tiny.tiny_transform(train=True), config)
+            return tiny.pretrained_tiny_vit(), tiny.tiny_transform(train=True), None, None
         clip, tokenizer = tiny.pretrained_tiny_clip()
-        return NSP2(clip.visual, tiny.tiny_transform(train=True), config, clip_model=clip, tokenizer=tokenizer)
-
+        return clip.visual, tiny.tiny_transform(train=True), clip, tokenizer
     dataset = BENCHMARKS[benchmark].dataset
     if backbone == "vit":
         vit = backbones.build_vit(pretrained=pretrained)
         base = backbones.vit_transform(vit)  # the model's normalisation and input size
-        return NSP2(vit, nsp2_transform(dataset, "vit", base.mean, base.std, base.size), config)
+        return vit, nsp2_transform(dataset, "vit", base.mean, base.std, base.size), None, None
     clip, tokenizer = backbones.build_clip(pretrained=backbones.CLIP_PRETRAINED if pretrained else None)
     base = backbones.clip_transform(clip)
-    return NSP2(
-        clip.visual,
-        nsp2_transform(dataset, "clip", base.mean, base.std, base.size),
-        config,
-        clip_model=clip,
-        tokenizer=tokenizer,
-    )
+    return clip.visual, nsp2_transform(dataset, "clip", base.mean, base.std, base.size), clip, tokenizer
+
+
+def build_nsp2(preset: str, backbone: str, config: NSP2Config, benchmark: str, pretrained: bool = True) -> NSP2:
+    """A fresh NSP² (or Seq) method: backbone weights from the library (paper) or the shipped tiny ones."""
+    vision, transform, clip, tokenizer = nsp2_backbone(preset, backbone, benchmark, pretrained)
+    return NSP2(vision, transform, config, clip_model=clip, tokenizer=tokenizer)
+
+
+def build_prototype(preset: str, backbone: str, benchmark: str, seed: int = 0, pretrained: bool = True):
+    """The prototype classifier (SimpleCIL) on the same frozen backbone and images as NSP²."""
+    vision, transform, clip, _ = nsp2_backbone(preset, backbone, benchmark, pretrained)
+    embedding = PooledEmbedding(vision if clip is None else clip)
+    kind = "VPT" if backbone == "vit" else "CLIP"
+    return PrototypeClassifier(embedding, transform, PrototypeConfig(seed=seed, name=f"{kind}-prototype"))
 
 
 def nsp2_experiment(
@@ -243,8 +260,9 @@ def nsp2_experiment(
 ) -> Experiment:
     """Seq and NSP² on one benchmark, ready to `run_all(seeds)`; `config_overrides` go to NSP2Config.
 
-    controls=True adds the frozen control (prompts trained on the first task only) and the joint upper
-    bound (`nscl.nsp2.method.control_configs`).
+    controls=True adds the frozen control (prompts trained on the first task only: first-session adaptation),
+    the prototype classifier on the frozen backbone (SimpleCIL) and the joint upper bound
+    (`nscl.nsp2.method.control_configs`).
     """
     benchmark, cfg, run = nsp2_recipe(preset, backbone, benchmark, device, clip_prompt_layers)
     cfg = replace(cfg, **config_overrides)
@@ -257,11 +275,15 @@ def nsp2_experiment(
     def method(name: str, config: NSP2Config):
         return lambda seed: build_nsp2(preset, backbone, replace(config, seed=seed, name=name), benchmark)
 
+    methods = {name: method(name, config) for name, config in configs.items()}
+    if controls:  # the prototype classifier beside the frozen control, the joint upper bound last
+        methods[f"{kind}-prototype"] = lambda seed: build_prototype(preset, backbone, benchmark, seed)
+        methods[f"{kind}-joint"] = methods.pop(f"{kind}-joint")
     return Experiment(
         benchmark=BENCHMARKS[benchmark],
         data=lambda seed: load_benchmark(benchmark, seed, root=data_root, download=download),
         run=run,
-        methods={name: method(name, config) for name, config in configs.items()},
+        methods=methods,
         run_overrides={f"{kind}-joint": {"joint": True}} if controls else {},
         notes={
             "recipe": f"{preset} {kind}-NSP²",
