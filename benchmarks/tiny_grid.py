@@ -4,7 +4,7 @@
     python benchmarks/tiny_grid.py --seeds 0 --dry-run    # list the points, run nothing
     python benchmarks/tiny_grid.py --epochs 2             # the grid at 2 epochs per task (both methods)
     python benchmarks/tiny_grid.py --methods nsp2 nsp2-clip dmnsp --shapes 10s --families grey tinted domains \
-        --out benchmarks/results/tiny_ladder.csv          # the ladder: every method on every family
+        --variants paper update --out benchmarks/results/tiny_ladder.csv   # the ladder: every method, every family
     python benchmarks/tiny_grid.py --seeds 0 --epochs 1 --max-tasks 2 --run-root build/runs/grid_smoke \
         --out build/grid_smoke.csv                        # a smoke test of every point (minutes)
 
@@ -24,7 +24,9 @@ how much the tasks' features overlap), with its own epochs unless --epochs is gi
 CLIP-NSP² (`nsp2-clip`) runs NSP²'s prompts on the tiny CLIP that DMNSP adapts: the one comparison of
 the two projections on one model.
 
-The joint upper bounds are left out: they retrain on all data seen at every task.
+The joint upper bounds are left out: they retrain on all data seen at every task. `--variants paper update`
+adds DMNSP with AdamW's update projected instead of its gradient; every DMNSP run records the leak (the
+share of each visual weight's change outside its projection's range), written to <out>_leak.csv.
 
 Runs go through nscl.experiment.grid into run_root/<method>/<benchmark>/seed<k>/<label>/ (checkpoints, which
 .gitignore keeps out of git, and the small accuracy.csv, tasks.csv, metrics.json, config.json and
@@ -65,6 +67,7 @@ def grid_points(
     epochs: int | None = None,
     max_tasks: int | None = None,
     families: Sequence[str] | None = None,
+    variants: Sequence[str] | None = None,
 ) -> list[SweepRun]:
     """Every (method, tiny protocol, seed) as a validated sweep point, on its recipe's family or on `families`."""
     points: list[SweepRun] = []
@@ -80,6 +83,7 @@ def grid_points(
             preset="tiny",
             backbone=backbone,
             only=list(GRID_METHODS[family]),
+            **({"variants": list(variants)} if variants and method == "dmnsp" else {}),
             epochs=epochs,
             max_tasks=max_tasks,
             progress=False,
@@ -97,8 +101,9 @@ def _family_of(benchmark: str) -> str:
 
 
 def tidy_metrics(points: Sequence[SweepRun]) -> pd.DataFrame:
-    """One row per finished run: method family, label, benchmark, shape, the paper protocols it mirrors,
-    seed, the backbone weights it started from, tasks done and every number in the run's metrics.json."""
+    """One row per finished run: method family, label, benchmark, family, shape, the paper protocols it mirrors,
+    seed, the backbone weights it started from, tasks done, every number in the run's metrics.json and the
+    plasticity (mean of the accuracy matrix's diagonal)."""
     rows = []
     for point in points:
         config = point.config
@@ -121,6 +126,9 @@ def tidy_metrics(points: Sequence[SweepRun]) -> pd.DataFrame:
                 "backbone_weights": settings["backbone_weights"],
             }
             row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+            # plasticity: accuracy on each task right after learning it, among all classes seen (mean of R's diagonal)
+            accuracy = pd.read_csv(path.parent / "accuracy.csv")
+            row["plasticity"] = float(accuracy[accuracy.train_task == accuracy.eval_task].accuracy.mean())
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -163,6 +171,29 @@ def overlap_rows(points: Sequence[SweepRun]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def leak_rows(points: Sequence[SweepRun]) -> pd.DataFrame:
+    """Per DMNSP run, task and visual weight kind: the share of the weights' change over the task that lies
+    outside the projection's range (mean over layers), from the runs' report.pt."""
+    import torch
+
+    rows = []
+    for point in points:
+        config = point.config
+        for label in config.selected_methods():
+            path = point.run_dir / slug(label) / "report.pt"
+            if not label.startswith("DMNSP") or not path.exists():
+                continue
+            leak = pd.DataFrame(torch.load(path, map_location="cpu", weights_only=False).get("leak", []))
+            if leak.empty:
+                continue
+            leak = leak[leak.tower == "visual"].groupby(["task", "weight"], as_index=False).leak.mean()
+            leak.insert(0, "seed", config.seeds[0])
+            leak.insert(0, "benchmark", config.benchmark_id)
+            leak.insert(0, "label", label)
+            rows.append(leak)
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
 def point_seconds(points: Sequence[SweepRun]) -> pd.DataFrame:
     """Wall time of each point as its status.json recorded it (0 for points skipped as done before)."""
     rows = []
@@ -200,6 +231,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="benchmark families to run every method on (default: each recipe's own: NSP² grey, DMNSP and "
         "CLIP-NSP² tinted)",
     )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=None,
+        help="DMNSP variants to run (nscl.dmnsp.recipe.VARIANTS; default: the recipe's, 'paper'), e.g. paper update",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
         "--epochs",
@@ -224,7 +261,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     points = grid_points(
-        args.methods, args.shapes, args.seeds, args.run_root, args.epochs, args.max_tasks, args.families
+        args.methods, args.shapes, args.seeds, args.run_root, args.epochs, args.max_tasks, args.families, args.variants
     )
     if args.dry_run:
         print(f"{len(points)} point(s) under {args.run_root}:")
@@ -240,6 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     overlaps = overlap_rows(points)
     if len(overlaps):
         overlaps.to_csv(args.out.with_name(f"{args.out.stem}_overlap.csv"), index=False)
+    leaks = leak_rows(points)
+    if len(leaks):
+        leaks.to_csv(args.out.with_name(f"{args.out.stem}_leak.csv"), index=False)
     print(format_outcomes(outcomes))
     seconds = point_seconds(points)
     print(seconds.groupby(["method", "benchmark"], sort=False).seconds.sum().round(1).to_string())

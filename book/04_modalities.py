@@ -264,6 +264,16 @@ verdict
 # moves the update out of the projected subspace. CIFAR-100 with CLIP ViT-B/16 (`preset = "paper"`
 # on a GPU) is the test that matters; the claim stays the paper's until it is run.
 #
+# ## Summary
+#
+# * DMNSP's premise is an asymmetry: the visual adapters' parameters spread more and vary more across
+#   class increments than the text adapters', so the visual branch is the one to protect.
+# * Three measures test it on a run: the spread of the parameters where they end, their drift from
+#   their initial values per task, and their variance across tasks; each is compared as a visual /
+#   text ratio, printed above for this run, with a ratio near 1 meaning no difference.
+# * A projection constrains the direction of the updates, not their size: under AdamW, lower visual
+#   drift is not what to expect from DMNSP, unchanged outputs on old tasks' inputs are.
+#
 # ## Exercises
 #
 # 1. Repeat the analysis with `seed` in {1, 2}. Which of the three comparisons are stable?

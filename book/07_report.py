@@ -18,8 +18,10 @@
 # puts the result beside the numbers that NSP² {cite:p}`lu2024nsp2` and DMNSP {cite:p}`kang2025dmnsp`
 # report, draws the accuracy matrices and the per-task curves, and sets the two methods against each
 # other on every protocol both ran. It trains nothing: it reads the runs' result files, however
-# long the runs took. Its last section reads a different kind of run: the same experiments repeated
-# on emulated CPUs, which measure how far a run moves when only the machine changes.
+# long the runs took. Section 7.7 reads a different kind of run: the same experiments repeated
+# on emulated CPUs, which measure how far a run moves when only the machine changes. The last section
+# asks the question the book exists for: when does a null space beat freezing, and the simplest
+# baselines, on a ladder of benchmarks whose tasks share more or fewer directions?
 #
 # The three numbers of every table, from the accuracy matrix $R_{ij}$ (accuracy on task $j$ after
 # training task $i$, chapter 0):
@@ -49,7 +51,7 @@ import seaborn as sns
 from nscl.experiment.grid import failed_points
 from nscl.paths import output_dir, repo_root
 from nscl.results import collect, report
-from nscl.results.plots import plot_accuracy_matrix, plot_step_accuracies, savefig
+from nscl.results.plots import plot_accuracy_matrix, plot_regime_map, plot_step_accuracies, savefig
 from nscl.results.tables import method_order, step_curves
 
 root = collect.resolve_run_root(run_root)  # a missing root is an error that says how to make one
@@ -111,15 +113,30 @@ summary = report.seed_summary(runs)
 summary.to_csv(out / "summary.csv", index=False)
 tables = {}
 for benchmark, tasks_done in collect.groups(runs):
-    table = report.benchmark_table(summary, benchmark, tasks_done)
+    table = report.benchmark_table(summary, benchmark, tasks_done, drop_unreported=True)
     tables[(benchmark, tasks_done)] = table
     table.to_csv(out / f"table_{benchmark}_{tasks_done}tasks.csv")
 print(f"{len(tables)} table(s): " + ", ".join(f"{b} ({t} tasks)" for b, t in tables))
 
 # %%
+unreported = [b for (b, _), t in tables.items() if "paper source" not in t.columns]
+if unreported:
+    print(f"no paper reports {', '.join(sorted(set(unreported)))}: their tables hold our numbers only")
 for (benchmark, tasks_done), table in tables.items():
-    print(f"{benchmark}, {tasks_done} tasks done:")
-    display(table)
+    display(table.style.set_caption(f"{benchmark}, {tasks_done} tasks done"))  # the title travels with the table
+
+# %% [markdown]
+# Forgetting is measured from each task's best accuracy. A method that barely learns a task in the
+# class-incremental sense (a low diagonal of $R$: the new classes lose against the old ones from the
+# start) has little to forget, and its small forgetting is then no sign of stability. The runs whose
+# plasticity, the mean of $R$'s diagonal, stays below 30%:
+
+# %%
+diagonal = accuracy[accuracy.train_task == accuracy.eval_task]
+plasticity = (diagonal.groupby(["benchmark", "method"]).accuracy.mean() * 100).rename("plasticity (%)")
+low_plasticity = plasticity[plasticity < 30].round(1)
+print(f"{len(low_plasticity)} of {len(plasticity)} (benchmark, method) pairs learn their tasks below 30%")
+low_plasticity.to_frame()
 
 # %% [markdown]
 # ## 7.3 The accuracy matrices
@@ -223,21 +240,12 @@ plasticity.round(1)
 # %%
 cross = report.cross_method_table(runs)
 cross.to_csv(out / "cross_method.csv", index=False)
-shown_columns = [
-    "protocol",
-    "tasks",
-    "metric",
-    "NSP² method",
-    "DMNSP method",
-    "NSP²",
-    "DMNSP",
-    "NSP² − DMNSP (means)",
-    "NSP² − DMNSP (paired)",
-    "NSP² − its Seq (paired)",
-    "DMNSP − adapter-Seq (paired)",
-]
 if len(cross):
-    display(cross[shown_columns].set_index(["protocol", "tasks", "metric"]))
+    # two narrow tables rather than one of eleven columns: first the two sides, then the differences
+    keys = ["protocol", "tasks", "metric"]
+    display(cross[keys + ["NSP² method", "NSP²", "DMNSP method", "DMNSP", "NSP² − DMNSP (means)"]].set_index(keys))
+    differences = ["NSP² − DMNSP (paired)", "NSP² − its Seq (paired)", "DMNSP − adapter-Seq (paired)"]
+    display(cross[keys + ["NSP² method", *differences]].set_index(keys))
 else:
     print("no protocol with both NSP² and DMNSP runs (and the same number of tasks done) under this root")
 
@@ -256,7 +264,7 @@ print("\n".join(report.cross_method_sentences(cross)))
 # second-moment estimate can overflow to infinity, and that entry's update is then exactly zero
 # for the rest of the task (chapter 5). Each run of DMNSP or its controls records in its `report.pt`,
 # per task, tower and adapter weight, the share of second-moment entries that are not finite and the
-# share of weight entries that did not move over the task (a committed grid leaves these files out).
+# share of weight entries that did not move over the task (the grid shipped with the book leaves these files out).
 # Where the root holds them: per method, benchmark, tower and weight, the largest non-finite share
 # over tasks and seeds, and the share of unmoved entries averaged over seeds, per task.
 
@@ -286,7 +294,7 @@ else:
 # %% [markdown]
 # ## 7.7 Reproducibility: the machine against the seed
 #
-# Every chapter prints its own run beside the committed run of the same seed. What should a reader
+# Every chapter prints its own run beside the reference run of the same seed. What should a reader
 # expect of that comparison on their own machine? Everything a run starts from is pinned: the tiny
 # backbones ship with the package and are checked by checksum, the shapes100 images are rendered in
 # float64 and checked byte for byte, and the seed fixes the class order, the initial prompts and
@@ -320,10 +328,10 @@ assert (profiles.drop(index="native").largest_parameter_gap > 0).all()  # "reall
 
 # %% [markdown]
 # The last column is the largest relative difference between a trained parameter of a run (prompts
-# and heads, or adapters) and the same parameter of the committed run: every emulated machine
+# and heads, or adapters) and the same parameter of the reference run: every emulated machine
 # really computes other numbers. What matters is whether the accuracies follow. Per method and metric (in points): the standard
-# deviation over the three committed seeds, and for every emulated machine the largest distance of
-# its run from the committed run of the same seed.
+# deviation over the three reference seeds, and for every emulated machine the largest distance of
+# its run from the reference run of the same seed.
 
 # %%
 checked = ["last_accuracy", "forgetting"]
@@ -360,8 +368,8 @@ for ax, metric in zip(axes, checked):
     sns.scatterplot(data=part, x="seed std", y="gap", hue="profile", style="family", ax=ax, s=45)
     top = max(part["seed std"].max(), part["gap"].max(), 1.0) * 1.1
     ax.plot([0, top], [0, top], color="grey", lw=0.8, ls="--", label="gap = seed std")
-    ax.set_xlabel("std over the 3 committed seeds (points)")
-    ax.set_ylabel("|emulated machine − committed|, same seed (points)")
+    ax.set_xlabel("std over the 3 reference seeds (points)")
+    ax.set_ylabel("|emulated machine − reference|, same seed (points)")
     ax.set_title(metric.replace("_", " "))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
@@ -377,7 +385,7 @@ for (runs_of, metric), row in reproducibility.iterrows():
         f"{runs_of}, {metric}: machine gap RMS {row['machine gap, RMS']:.2f}, largest {row['largest machine gap']:.2f}; "
         f"seed std (median over methods) {row['median seed std']:.2f}; stated tolerance ±{row['stated tolerance']:.1f} points"
     )
-# the reading below, on the committed measurement
+# the reading below, on the shipped measurement
 assert (ratio.xs("chapter 3 (NSP²)", level="runs of") < 0.2).all()
 assert (ratio.xs("chapter 5 (DMNSP)", level="runs of") > 0.2).all()
 parameter_gap = spread_runs[spread_runs.profile != "native"].groupby("family").parameter_gap.max()
@@ -397,9 +405,9 @@ assert parameter_gap["nsp2"] < 1e-3 and parameter_gap["dmnsp"] > 0.1  # "parts i
 # ten epochs per task with AdamW at a learning rate of $10^{-2}$; tiny NSP² trains prompts for five
 # epochs behind a temperature of 28), and this page does not isolate which of them makes the
 # difference. Either way the consequence for reading the book is the same: a chapter's own run
-# may differ from the committed one by up to the stated tolerance (three times the RMS gap,
+# may differ from the reference one by up to the stated tolerance (three times the RMS gap,
 # rounded up to half a point), and every comparison between methods that the chapters make rests
-# on the committed runs over three seeds, whose seed-to-seed spread already contains this
+# on the reference runs over three seeds, whose seed-to-seed spread already contains this
 # sensitivity.
 #
 # **When your numbers differ from a paper's.** Asked why their results came out consistently lower
@@ -411,3 +419,95 @@ assert parameter_gap["nsp2"] < 1e-3 and parameter_gap["dmnsp"] > 0.1  # "parts i
 # backward passes), bf16 or fp16 autocast, library versions, data loading. A difference from a
 # paper's number says something about the method only when it exceeds the spread over seeds, both
 # the paper's and ours on the same protocol; until then it is a fact about the pipeline.
+
+# %% [markdown]
+# ## 7.8 What the grid says: when does a null space beat freezing?
+#
+# A null-space method pays for its protection: features collected after every task, a decomposition,
+# a projection at every step. It is worth that cost only where it beats the simple answers that a
+# pre-trained backbone already allows {cite:p}`zhou2024simplecil`:
+#
+# * **frozen**, first-session adaptation: adapt on the first task, then freeze what was adapted and only
+#   add each new task's classifier (APER {cite:p}`zhou2024simplecil`, FSA {cite:p}`panos2023fsa`);
+# * **prototype**, SimpleCIL: train nothing, represent each class by the mean embedding of its training
+#   images and classify by cosine similarity {cite:p}`zhou2024simplecil` (`nscl.methods.prototype`);
+# * **Seq**: the same parameters trained on every task with no protection at all.
+#
+# Whether the null space has room to act depends on the data. If every task's features span the same
+# few directions, the old tasks' null space holds little of what a new task needs, and the projection
+# freezes almost everything, which the frozen control does for free. The tiny benchmarks therefore
+# come as a ladder of three families on the same 10-task split of the 50 novel shapes: **grey** (the
+# look the tiny backbones were pretrained on), **tinted** (backgrounds pulled towards a palette
+# colour) and **domains** (grey, plus a stripe texture and a colour cast of each task's own,
+# `nscl.data.domains`). Every method runs on every family with its controls, three seeds each:
+# `python benchmarks/tiny_grid.py --methods nsp2 nsp2-clip dmnsp --shapes 10s --families grey tinted
+# domains --out benchmarks/results/tiny_ladder.csv`. CLIP-NSP² puts NSP²'s prompts on the tiny CLIP that
+# DMNSP adapts, so that the two projections also meet on one model.
+#
+# First the data: the first image of each of the first five tasks, per family.
+
+# %%
+from nscl.data.benchmarks import load_benchmark
+from nscl.data.protocols import TINY_FAMILIES, tiny_benchmark_id
+
+fig, axes = plt.subplots(len(TINY_FAMILIES), 5, figsize=(7.5, 4.8))
+for row, family in enumerate(TINY_FAMILIES):
+    data = load_benchmark(tiny_benchmark_id("10s", family), shapes_train_per_class=1, shapes_test_per_class=1)
+    for task in range(5):
+        ax = axes[row, task]
+        ax.imshow(data.task(task, "train").images[0].permute(1, 2, 0).numpy())
+        ax.set_xticks([]), ax.set_yticks([])
+        if row == 0:
+            ax.set_title(f"task {task + 1}", fontsize=8)
+    axes[row, 0].set_ylabel(family)
+fig.suptitle("the three families of the ladder: one training image of each of the first five tasks")
+savefig(fig, out / "ladder_examples.png")
+plt.show()
+
+# %% [markdown]
+# How much do the tasks' features overlap? Chapter 6's measure: after each task, the top-8 eigenvectors
+# of the task's own feature matrix at the last layer the method protects, and between every two tasks
+# $\lVert U_i^\top U_j \rVert_F^2 / 8$ (1: the same subspace), averaged over the pairs and then over seeds.
+# The features are those each projection protects: NSP²'s affinity inputs (VPT-NSP² in the ViT,
+# CLIP-NSP² in CLIP's image tower) and DMNSP's visual adapter inputs.
+
+# %%
+from nscl.results.regime import regime_frame, regime_table
+
+LADDER_CSV = repo_root() / "benchmarks" / "results" / "tiny_ladder.csv"
+ladder = pd.read_csv(LADDER_CSV)
+ladder_overlap = pd.read_csv(LADDER_CSV.with_name("tiny_ladder_overlap.csv"))
+overlap_table = ladder_overlap.pivot_table(index="label", columns="family", values="overlap", aggfunc=["mean", "std"])
+overlap_table = overlap_table.reindex(columns=list(TINY_FAMILIES), level=1).round(3)
+overlap_table
+
+# %%
+regime = regime_frame(ladder, ladder_overlap)
+regime.to_csv(out / "regime.csv", index=False)
+last_table = regime_table(regime, "last_accuracy")
+last_table
+
+# %% [markdown]
+# Each cell is the method minus the control in points of last accuracy, mean ± std over the three seeds,
+# paired seed by seed; the verdict is "gains" when every seed gains more than half a point, "loses"
+# when every seed loses more, and "ties" otherwise. The same for forgetting (control minus method, so
+# that positive is again good for the method) and for plasticity (the accuracy on each task right after
+# learning it, the mean of $R$'s diagonal):
+
+# %%
+display(regime_table(regime, "forgetting"))
+display(regime_table(regime, "plasticity"))
+
+# %% [markdown]
+# The regime map puts the last-accuracy gains against the overlap: one point per method and family,
+# the bar one standard deviation over seeds.
+
+# %%
+fig = plot_regime_map(regime, "last_accuracy", controls=("frozen", "prototype", "Seq"))
+savefig(fig, out / "regime_map.png")
+plt.show()
+
+# %%
+verdicts = last_table.filter(like="verdict")
+for (label, benchmark), row in verdicts.iterrows():
+    print(f"{label} on {benchmark}: " + ", ".join(f"{v} {c.split(':')[0]}" for c, v in row.items()))

@@ -390,3 +390,28 @@ def test_tiny_recipe_pools_and_keeps_the_empty_intersection_as_a_named_variant()
     assert (cfg.common_space, cfg.energy_threshold) == ("pooled", 0.985)
     assert VARIANTS["energy-0.985"] == {"energy_threshold": 0.985, "common_space": "intersect"}
     assert VARIANTS["code-float32"]["basis_dtype"] == "float32"
+
+
+def test_projecting_adamws_update_keeps_every_step_in_the_null_space_and_the_gradient_leaks(shapes_tasks):
+    """Where the projection acts: a projected gradient goes through AdamW's per-coordinate scaling, which moves
+    the step out of the null space (the leak); a projected update stays in it (to float32 rounding)."""
+    config = RunConfig(epochs=1, batch_size=16, progress=False, max_tasks=2)
+    leaks = {}
+    for project in ("gradient", "update"):
+        method = make(project=project)
+        result = run_continual(method, shapes_tasks, config)
+        rows = [r for r in method.report()["leak"] if r["tower"] == "visual"]
+        assert {(r["task"], r["layer"], r["weight"]) for r in rows} == {
+            (1, j, w) for j in range(3) for w in ("down", "up")
+        }
+        leaks[project] = max(r["leak"] for r in rows)
+        assert result.metrics.last_accuracy > 0  # it trains
+    assert leaks["update"] < 1e-9 < 1e-3 < leaks["gradient"], leaks
+
+
+def test_the_update_variant_is_named_and_checked():
+    from nscl.dmnsp.recipe import VARIANTS
+
+    assert VARIANTS["update"] == {"project": "update"}
+    with pytest.raises(ValueError, match=r"DMNSPConfig.project='weights': choose one of \('gradient', 'update'\)"):
+        DMNSPConfig(project="weights")

@@ -137,6 +137,10 @@ def test_papers_numbers_join_by_label_with_their_source(root):
     tiny = report.benchmark_table(summary, "shapes100-10s", 2)
     assert set(tiny["last (paper)"]) == {"none reported"}
     assert set(tiny["paper source"]) == {"no reported numbers for shapes100-10s"}
+    bare = report.benchmark_table(summary, "shapes100-10s", 2, drop_unreported=True)
+    assert list(bare.columns) == ["last (ours)", "avg incremental (ours)", "forgetting (ours)", "seeds"]
+    kept = report.benchmark_table(summary, "cifar100-10s", 2, drop_unreported=True)
+    assert list(kept.columns) == list(table.columns)  # reported numbers are never dropped
 
 
 def test_two_runs_of_one_method_and_seed_are_refused(root):

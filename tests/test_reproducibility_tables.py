@@ -72,7 +72,7 @@ def test_committed_comparison_says_which_case_it_is(tmp_path):
     committed = pd.DataFrame({"method": ["A"], "seed": [0], "backbone_weights": ["w@1"], "acc": [0.70]})
     same = committed_comparison(committed, committed, ["acc"], "f", spread)
     assert same.within and "to the last digit" in same.verdict
-    assert same.table["this page"].tolist() == [70.0]  # in %
+    assert same.table["this page"].tolist() == [70.0] and same.table["reference"].tolist() == [70.0]  # in %
     near = committed_comparison(committed.assign(acc=0.73), committed, ["acc"], "f", spread)
     assert near.within and "at most 3.00 points (acc)" in near.verdict and "±5.0" in near.verdict
     far = committed_comparison(committed.assign(acc=0.80), committed, ["acc"], "f", spread)

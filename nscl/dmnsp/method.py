@@ -53,6 +53,7 @@ from nscl.dmnsp.multilayer import coefficients, gram
 from nscl.dmnsp.records import load_state, moment_health_rows, null_dim_rows, to_cpu, tower_of, update_norm_row
 from nscl.methods.base import Batches, ContinualMethod, TaskInfo
 from nscl.models.adapters import adapter_parameters, add_adapters
+from nscl.optim import ProjectedAdam, TwoSidedProjection
 
 __all__ = ["DMNSPConfig", "DMNSP", "cosine_lr"]
 
@@ -83,6 +84,11 @@ class DMNSPConfig:
     dynamic_lambda: bool = True  # False: lambda = lambda_scale everywhere (ablation)
     multi_layer: bool = True  # False: each layer uses only its own null space (ablation)
     project_text: bool = False  # True: project the text adapters too (ablation)
+    # "gradient": the paper's and the code's, the gradient is projected before AdamW, whose per-coordinate
+    # scaling then moves the step out of the null space (the leak, recorded per task). "update": AdamW's
+    # update is projected instead, as NSP² does (nscl.optim.ProjectedAdam), so the step stays in the null
+    # space; lambda is still measured but not applied (on the update it would scale the learning rate).
+    project: Literal["gradient", "update"] = "gradient"
     freeze_visual_after_first_task: bool = False  # the "frozen" control: from task 2 on only text adapters train
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -102,6 +108,7 @@ class DMNSPConfig:
         _choice("loss_over", self.loss_over, ("task", "seen"))
         _choice("basis_dtype", self.basis_dtype, tuple(BASIS_DTYPES))
         _choice("common_space", self.common_space, COMMON_SPACES)
+        _choice("project", self.project, ("gradient", "update"))
         if self.energy_threshold is not None:
             if not 0 < self.energy_threshold < 1:
                 raise ValueError(
@@ -192,6 +199,7 @@ class DMNSP(ContinualMethod):
         self.atlas: list[dict] = []  # paper variant: per task, tower, layer, input kind (x, h)
         self.null_dims: list[dict] = []  # per task, layer and weight: size of the projection's range
         self.adam_moments: list[dict] = []  # per task, tower and weight kind: AdamW moment health
+        self.leak: list[dict] = []  # per task from the 2nd on, tower, layer, weight: change outside the projection
         self.snapshots: list[dict] = []  # record_parameters: adapter parameters after every task
         self.tokens: torch.Tensor | None = None
         self.text_cache: torch.Tensor | None = None
@@ -220,7 +228,19 @@ class DMNSP(ContinualMethod):
         trained = self._trained_parameters(task)
         for name, p in self.params.items():
             p.requires_grad_(name in trained)
-        self.optimizer = torch.optim.AdamW(trained.values(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+        if self.config.project == "update" and self._projecting():
+            self.optimizer = ProjectedAdam(
+                list(trained.values()),
+                lr=self.config.lr,
+                weight_decay=self.config.weight_decay,
+                decoupled_weight_decay=True,
+            )
+            for param, projection in self._update_projections().items():
+                self.optimizer.set_projection(param, projection)
+        else:
+            self.optimizer = torch.optim.AdamW(
+                trained.values(), lr=self.config.lr, weight_decay=self.config.weight_decay
+            )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.step_count = 0
         self.text_cache = None
@@ -257,8 +277,9 @@ class DMNSP(ContinualMethod):
         if self._projecting():
             if first:
                 self.lam = self._coefficients(captured)
-            self.scaler.unscale_(self.optimizer)
-            self._project_gradients()
+            if self.config.project == "gradient":
+                self.scaler.unscale_(self.optimizer)
+                self._project_gradients()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.step_count += 1
@@ -276,6 +297,8 @@ class DMNSP(ContinualMethod):
     @torch.no_grad()
     def end_task(self, task: TaskInfo, batches: Batches) -> None:
         self._log_task(task)
+        if self._projecting():  # before the bases change: the projections this task trained under
+            self._log_leak(task)
         if self.lam is not None and self._projecting():
             self.lambda_history.append({"task": task.index, **{k: v.clone() for k, v in self.lam.items()}})
         if self.config.projection:
@@ -335,6 +358,42 @@ class DMNSP(ContinualMethod):
                 else:  # input side: the bottleneck's own null space
                     up.grad = scale * (up.grad @ ops["up"][j].to(up.grad.dtype))
 
+    def _weight_projections(self, tower: str, j: int) -> dict[str, tuple[torch.Tensor | None, torch.Tensor | None]]:
+        """(left, right) factors that project block j's adapter weights: W_down on its input side; W_up on its
+        input side (paper: the bottleneck's null space) or its output side (code: the chain, transposed)."""
+        ops = self.operators[tower]
+        right = ops["down"][j]
+        if self.config.variant == "code":
+            return {"down": (None, right), "up": (right.T, None)}
+        return {"down": (None, right), "up": (None, ops["up"][j])}
+
+    def _update_projections(self) -> dict[torch.Tensor, TwoSidedProjection]:
+        projections = {}
+        for tower in self.towers:
+            for j, adapter in enumerate(self.adapters.tower(tower)):
+                factors = self._weight_projections(tower, j)
+                for kind, weight in (("down", adapter.down_proj.weight), ("up", adapter.up_proj.weight)):
+                    left, right = (None if m is None else m.to(weight.device, weight.dtype) for m in factors[kind])
+                    projections[weight] = TwoSidedProjection(left=left, right=right)
+        return projections
+
+    @torch.no_grad()
+    def _log_leak(self, task: TaskInfo) -> None:
+        r"""The share of each projected weight's change over the task that lies outside its projection's range:
+        $\lVert \Delta - L \Delta R \rVert^2 / \lVert \Delta \rVert^2$ (0: every step stayed in the null space)."""
+        for tower in self.towers:
+            for j, adapter in enumerate(self.adapters.tower(tower)):
+                factors = self._weight_projections(tower, j)
+                for kind, weight in (("down", adapter.down_proj.weight), ("up", adapter.up_proj.weight)):
+                    name = next(n for n, p in self.params.items() if p is weight)
+                    delta = (weight.detach() - self.start[name]).double()
+                    left, right = (None if m is None else m.to(delta.device, torch.float64) for m in factors[kind])
+                    kept = delta if left is None else left @ delta
+                    kept = kept if right is None else kept @ right
+                    total = float(delta.square().sum())
+                    leak = float((delta - kept).square().sum()) / total if total > 0 else 0.0
+                    self.leak.append({"task": task.index, "tower": tower, "layer": j, "weight": kind, "leak": leak})
+
     def _log_task(self, task: TaskInfo) -> None:
         row = {"task": task.index, **update_norm_row(self.params, self.start)}
         moments = moment_health_rows(task.index, self.params, self.start, self.optimizer)
@@ -355,7 +414,8 @@ class DMNSP(ContinualMethod):
     def report(self) -> dict:
         """log: per task, update norms and lambda; adam_moments: per task, tower and weight kind, the share
         of non-finite entries in AdamW's exp_avg_sq / exp_avg and of entries that did not move;
-        null_dims: per task and layer, each projection's rank; lambda; parameter snapshots."""
+        null_dims: per task and layer, each projection's rank; lambda; parameter snapshots; leak: per task,
+        layer and weight, the share of the weight's change over the task outside its projection's range."""
         return {
             "log": list(self.log),
             "adam_moments": list(self.adam_moments),
@@ -364,6 +424,7 @@ class DMNSP(ContinualMethod):
             "parameters": list(self.snapshots),
             "initial_parameters": self.initial,
             "atlas": list(self.atlas),
+            "leak": list(self.leak),
         }
 
     # -- checkpoints ----------------------------------------------------------------------------
@@ -376,6 +437,7 @@ class DMNSP(ContinualMethod):
             "null_dims": self.null_dims,
             "atlas": self.atlas,
             "adam_moments": self.adam_moments,
+            "leak": self.leak,
             "snapshots": self.snapshots,
             "lam": None if self.lam is None else to_cpu(self.lam),
             "log": self.log,
@@ -395,6 +457,7 @@ class DMNSP(ContinualMethod):
         self.null_dims = list(state.get("null_dims", []))
         self.atlas = list(state.get("atlas", []))
         self.adam_moments = list(state.get("adam_moments", []))
+        self.leak = list(state.get("leak", []))
         self.snapshots = list(state.get("snapshots", []))
         self.tokens = None if state["tokens"] is None else state["tokens"].to(self.device)
         self.task = state["task"]

@@ -88,6 +88,8 @@ VARIANTS: dict[str, dict] = {
     "per-layer": {"multi_layer": False, "common_space": "intersect"},  # each layer's own null space (ablation)
     # GPM-style 98.5% per layer, exactly intersected: on the tiny CLIP an EMPTY W_down null space (frozen)
     "energy-0.985": {"energy_threshold": 0.985, "common_space": "intersect"},
+    # the recipe with AdamW's update projected instead of the gradient (as NSP² does): where the projection acts
+    "update": {"project": "update"},
 }
 
 

@@ -3,6 +3,12 @@
 Generic pieces of nscl.experiment.config: `coerce` (a value against a type hint), `describe_type` (a hint in
 words, for --help and messages), `read_config_file` (TOML / YAML / JSON) and `check_parameters`
 (the chapters' guard against mistyped papermill parameters).
+
+Why not a validation library: pydantic 2 (measured with 2.14) offers two modes, and neither fits. Its strict
+mode refuses what every config file and papermill give: a list for a tuple field (`seeds = [0, 1]`) and a
+dict for a dataclass field. Its lax mode accepts what must be refused: "3" and True for an int (papermill's
+`-p seed True`), "yes" for a bool. Keeping today's messages (field, value, what is accepted, the closest
+name) would mean translating every error type back, which is about the size of `coerce` itself.
 """
 
 from __future__ import annotations

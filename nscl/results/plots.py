@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -12,7 +12,14 @@ import seaborn as sns
 
 from nscl.results.tables import method_role
 
-__all__ = ["plot_accuracy_matrix", "plot_spectrum", "plot_step_accuracies", "plot_metric_sweep", "savefig"]
+__all__ = [
+    "plot_accuracy_matrix",
+    "plot_spectrum",
+    "plot_step_accuracies",
+    "plot_metric_sweep",
+    "plot_regime_map",
+    "savefig",
+]
 
 
 def plot_accuracy_matrix(
@@ -99,7 +106,7 @@ def savefig(fig: plt.Figure, path) -> None:
 
 
 # line style per role (Seq, the method, frozen, joint, zero-shot), so that curves that coincide stay visible
-_STYLES = ("--", "-", "-", ":", "-.", (0, (1, 3)), "-")
+_STYLES = ("--", "-", "-", ":", (0, (3, 1, 1, 1)), "-.", (0, (1, 3)), "-")  # by method_role
 
 
 def _seeds(n: int) -> str:
@@ -110,15 +117,20 @@ def plot_step_accuracies(
     ax: plt.Axes, curves: pd.DataFrame, colours: Mapping[str, object] | None = None, title: str = ""
 ) -> plt.Axes:
     """Accuracy on all classes seen so far after each task (%, as NSP²'s Figure 2), per method: the mean over
-    seeds and a ±1 std band. curves: nscl.results.tables.step_curves (method, seed, task, accuracy)."""
-    for method, frame in curves.groupby("method", sort=False):
+    seeds and a ±1 std band. curves: nscl.results.tables.step_curves (method, seed, task, accuracy).
+
+    Each method has its own marker, and each line is drawn thinner than the one before, so that two methods
+    with the same curve (NSP² and its frozen control, often) stay visible one inside the other."""
+    for i, (method, frame) in enumerate(curves.groupby("method", sort=False)):
         stats = frame.groupby("task").accuracy.agg(["mean", "std", "size"]) * [100, 100, 1]
         colour = (colours or {}).get(method)
         (line,) = ax.plot(
             stats.index,
             stats["mean"],
-            marker="o",
-            ms=3,
+            marker="osD^vP*X"[i % 8],
+            ms=max(7 - 1.2 * i, 2.5),
+            lw=max(3.5 - 0.7 * i, 1.0),
+            alpha=0.9,
             color=colour,
             ls=_STYLES[method_role(method)],
             label=f"{method} ({_seeds(int(stats['size'].max()))})",
@@ -132,3 +144,36 @@ def plot_step_accuracies(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return ax
+
+
+def plot_regime_map(
+    frame: pd.DataFrame, metric: str = "last_accuracy", controls: Sequence[str] = ("frozen", "prototype")
+) -> plt.Figure:
+    """The regime map: per control, each method's paired gain on `metric` (points, mean ± std over seeds)
+    against the tasks' feature overlap, each point labelled with its benchmark family.
+
+    frame: `nscl.results.regime.regime_frame` rows (method, label, family, overlap, control, metric, mean, std).
+    """
+    chosen = frame[frame.metric == metric]
+    if chosen.empty:
+        raise ValueError(f"no rows for metric {metric!r} in the regime frame")
+    fig, axes = plt.subplots(1, len(controls), figsize=(5.2 * len(controls), 4.0), sharey=True, squeeze=False)
+    markers = dict(zip(sorted(chosen.label.unique()), "osD^v"))
+    for ax, control in zip(axes[0], controls):
+        rows = chosen[chosen.control == control]
+        for label, group in rows.groupby("label", sort=True):
+            ax.errorbar(
+                group.overlap, group["mean"], yerr=group["std"], fmt=markers[label], capsize=3, label=label, alpha=0.85
+            )
+            for r in group.itertuples():
+                ax.annotate(r.family, (r.overlap, r.mean), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ax.axhline(0.0, color="grey", lw=0.8)
+        ax.set_xlabel("overlap of the tasks' top-8 feature subspaces")
+        ax.set_title(f"gain over {control}")
+    name = metric.replace("_", " ")
+    axes[0][0].set_ylabel(
+        f"{name}: method − control (points)" if metric != "forgetting" else "forgetting: control − method"
+    )
+    axes[0][-1].legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig

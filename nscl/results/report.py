@@ -93,12 +93,13 @@ def benchmark_table(
     tasks_done: int,
     references: pd.DataFrame | None = None,
     metrics: Sequence[str] = METRICS,
+    drop_unreported: bool = False,
 ) -> pd.DataFrame:
     """One benchmark's table: per method, "mean ± std" over seeds of each metric (ours) beside the
     paper's number (%), the seeds, and each paper number's source (bibliography key and table).
 
     Methods the papers report but the root does not hold get a row marked "not run"; a benchmark
-    with no reported numbers says so in its paper columns.
+    with no reported numbers says so in its paper columns, or, with `drop_unreported`, has none.
     """
     references = reference_numbers(benchmark) if references is None else references
     ours = summary[(summary.benchmark == benchmark) & (summary.tasks_done == tasks_done)]
@@ -127,6 +128,8 @@ def benchmark_table(
         rows[method] = row
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "method"
+    if drop_unreported and not len(references):
+        table = table.drop(columns=[c for c in table.columns if c.endswith("(paper)") or c == "paper source"])
     return table
 
 

@@ -181,20 +181,20 @@ def committed_comparison(
     table in % and a verdict."""
     tolerance = {m: stated_tolerance(m, family, spread_csv) for m in metrics}
     rows = compare_with_committed(own, committed, metrics, tolerance)
-    table = rows.copy()
-    for column in ("this page", "committed", "difference", "tolerance"):
+    table = rows.rename(columns={"committed": "reference"})  # the book's reader sees the book's word
+    for column in ("this page", "reference", "difference", "tolerance"):
         table[column] = table[column] * 100
-    table = table.round({"this page": 2, "committed": 2, "difference": 2, "tolerance": 1})
+    table = table.round({"this page": 2, "reference": 2, "difference": 2, "tolerance": 1})
     runs = rows[["method", "seed"]].drop_duplicates()
     what = f"{len(runs)} run{'s' if len(runs) > 1 else ''} of this page"
     if (rows.difference == 0).all():
         verdict = (
-            f"The {what} equal the committed ones to the last digit: this machine does the committed runs' arithmetic."
+            f"The {what} equal the reference runs to the last digit: this machine does the reference runs' arithmetic."
         )
     elif rows.within.all():
         largest = rows.groupby("metric", sort=False).difference.apply(lambda d: d.abs().max())
         verdict = (
-            f"The {what} differ from the committed ones by at most "
+            f"The {what} differ from the reference runs by at most "
             + ", ".join(f"{largest[m] * 100:.2f} points ({m.replace('_', ' ')})" for m in metrics)
             + ": within the tolerance of chapter 7 ("
             + ", ".join(f"±{tolerance[m] * 100:.1f}" for m in metrics)
@@ -203,13 +203,13 @@ def committed_comparison(
     else:
         out = rows[~rows.within]
         verdict = (
-            f"{len(out)} of {len(rows)} numbers differ from the committed ones by more than chapter 7's "
+            f"{len(out)} of {len(rows)} numbers differ from the reference runs by more than chapter 7's "
             f"tolerance ("
             + "; ".join(
                 f"{r.method} seed {r.seed} {r.metric.replace('_', ' ')}: {r.difference * 100:+.2f} points"
                 for r in out.itertuples()
             )
             + "). This machine's arithmetic moves these runs further than the emulated CPUs of chapter 7 "
-            "did; the tables and comparisons below are read from the committed runs and do not depend on it."
+            "did; the tables and comparisons below are read from the reference runs and do not depend on it."
         )
     return Comparison(table, verdict, bool(rows.within.all()))

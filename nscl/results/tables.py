@@ -80,17 +80,17 @@ def diagonal_frame(matrices: pd.DataFrame, task_aware: bool = False) -> pd.DataF
     return table
 
 
-_ROLES = ("Seq", "NSP²", "DMNSP", "frozen", "joint", "zero-shot")
+_ROLES = ("Seq", "NSP²", "DMNSP", "frozen", "prototype", "joint", "zero-shot")
 
 
 def method_role(label: str) -> int:
-    """0 Seq, 1 NSP², 2 DMNSP, 3 frozen, 4 joint, 5 zero-shot, 6 anything else: the reading order."""
+    """0 Seq, 1 NSP², 2 DMNSP, 3 frozen, 4 prototype, 5 joint, 6 zero-shot, 7 anything else: the reading order."""
     return next((i for i, word in enumerate(_ROLES) if word in label), len(_ROLES))
 
 
 def method_order(methods: Sequence[str]) -> list[str]:
     """Methods in reading order: NSP²'s family (VPT-/CLIP- labels) first, then DMNSP's; within a family
-    the Seq baseline, the method, frozen, joint, zero-shot, then anything else (alphabetically)."""
+    the Seq baseline, the method, frozen, prototype, joint, zero-shot, then anything else (alphabetically)."""
 
     def key(label: str) -> tuple[int, int, str]:
         return (0 if label.startswith(("VPT-", "CLIP-")) else 1), method_role(label), label
