@@ -250,6 +250,24 @@ for name, matrix in overlaps.items():
 # the prompts nearly still: a new task's gradient lies mostly in directions old tasks already use,
 # so projecting it away removes most of it.
 #
+# Can a benchmark lower it? Chapter 7 (section 7.8) runs both methods on a ladder of three looks of the
+# same 10-task split: grey (this page's NSP² benchmark), tinted (this page's DMNSP benchmark) and
+# *domains*, where every task carries a stripe texture and a colour cast of its own
+# (`nscl.data.domains`). The same measure on those runs, at the last layer each method protects, mean
+# over task pairs and three seeds:
+
+# %%
+ladder_overlap = pd.read_csv(repo_root() / "benchmarks" / "results" / "tiny_ladder_overlap.csv")
+ladder_table = ladder_overlap.pivot_table(index="label", columns="family", values="overlap", aggfunc="mean")
+ladder_table = ladder_table[[f for f in ("grey", "tinted", "domains") if f in ladder_table.columns]].round(3)
+display(ladder_table)
+lowest = ladder_table.min(axis=1)
+print(
+    "lowest overlap on the ladder per method: "
+    + ", ".join(f"{label} {value:.2f} ({ladder_table.loc[label].idxmin()})" for label, value in lowest.items())
+)
+
+# %% [markdown]
 # ## 6.4 When the room runs out
 #
 # DMNSP wants one subspace common to all layers. Taking it literally, as the intersection of the

@@ -99,3 +99,14 @@ def test_every_variant_of_a_method_is_set_against_the_same_controls():
         "VPT-NSP² (update)", "mean"
     ] == pytest.approx(14.0)
     assert last.overlap.tolist() == pytest.approx([0.9, 0.9])  # the family's overlap, measured by its recipe's runs
+
+
+def test_sentences_name_the_verdict_and_the_gain():
+    from nscl.results.regime import regime_sentences
+
+    frame = regime_frame(METRICS, OVERLAPS, controls=("frozen", "prototype"))
+    assert regime_sentences(frame, ["VPT-NSP²"]) == [
+        "VPT-NSP² on b (overlap 0.90): beats frozen (4.0 ± 2.0), ties with prototype (0.0 ± 1.0)"
+    ]
+    with pytest.raises(ValueError, match="labels present: \\['VPT-NSP²'\\]"):
+        regime_sentences(frame, ["DMNSP"])

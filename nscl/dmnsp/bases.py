@@ -10,7 +10,7 @@ from nscl.dmnsp.multilayer import drop_top_basis, gram, intersection_projector, 
 from nscl.methods.base import Batches, TaskInfo
 from nscl.nullspace import CovarianceAccumulator, NullSpaceRule, null_space_mask, spectrum
 
-__all__ = ["update_bases", "layer_null_space_rule", "split_top", "common_null_projector"]
+__all__ = ["update_bases", "layer_null_space_rule", "split_top", "common_null_projector", "weight_projection_factors"]
 
 
 @torch.no_grad()
@@ -140,3 +140,14 @@ def update_bases(method, task: TaskInfo, batches: Batches) -> None:
             down = [intersection_projector(top, dim).float() for top, _ in split]
         up = [intersection_projector(split_top(acc.matrix, rule)[0], acc.dim).float() for acc in state["h"]]
         method.operators[tower] = {"down": down, "up": up}
+
+
+def weight_projection_factors(
+    operators: dict, j: int, variant: str
+) -> dict[str, tuple[torch.Tensor | None, torch.Tensor | None]]:
+    """(left, right) factors that project block j's adapter weights, $W \\mapsto L W R$: W_down on its input side;
+    W_up on its input side (paper: the bottleneck's own null space) or its output side (code: the chain, transposed)."""
+    right = operators["down"][j]
+    if variant == "code":
+        return {"down": (None, right), "up": (right.T, None)}
+    return {"down": (None, right), "up": (None, operators["up"][j])}

@@ -48,9 +48,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from nscl.data.loading import BatchTransform
-from nscl.dmnsp.bases import update_bases
+from nscl.dmnsp.bases import update_bases, weight_projection_factors
 from nscl.dmnsp.multilayer import coefficients, gram
-from nscl.dmnsp.records import load_state, moment_health_rows, null_dim_rows, to_cpu, tower_of, update_norm_row
+from nscl.dmnsp.records import (
+    leak_share,
+    load_state,
+    moment_health_rows,
+    null_dim_rows,
+    to_cpu,
+    tower_of,
+    update_norm_row,
+)
 from nscl.methods.base import Batches, ContinualMethod, TaskInfo
 from nscl.models.adapters import adapter_parameters, add_adapters
 from nscl.optim import ProjectedAdam, TwoSidedProjection
@@ -346,53 +354,34 @@ class DMNSP(ContinualMethod):
         return float(torch.prod(lam[j])) if self.config.variant == "code" else float(lam[j].mean())
 
     def _project_gradients(self) -> None:
-        for tower in self.towers:
-            ops = self.operators[tower]
-            for j, adapter in enumerate(self.adapters.tower(tower)):
-                scale = self._row_scale(tower, j)
-                down, up = adapter.down_proj.weight, adapter.up_proj.weight
-                right = ops["down"][j].to(down.grad.dtype)
-                down.grad = scale * (down.grad @ right)
-                if self.config.variant == "code":  # output side: M_11 ... M_0 G
-                    up.grad = scale * (right.T @ up.grad)
-                else:  # input side: the bottleneck's own null space
-                    up.grad = scale * (up.grad @ ops["up"][j].to(up.grad.dtype))
+        for tower, j, weight, (left, right) in self._projected_weights(lambda w: w.grad.dtype):
+            weight.grad = self._row_scale(tower, j) * TwoSidedProjection(left, right)(weight.grad)
 
-    def _weight_projections(self, tower: str, j: int) -> dict[str, tuple[torch.Tensor | None, torch.Tensor | None]]:
-        """(left, right) factors that project block j's adapter weights: W_down on its input side; W_up on its
-        input side (paper: the bottleneck's null space) or its output side (code: the chain, transposed)."""
-        ops = self.operators[tower]
-        right = ops["down"][j]
-        if self.config.variant == "code":
-            return {"down": (None, right), "up": (right.T, None)}
-        return {"down": (None, right), "up": (None, ops["up"][j])}
+    def _projected_weights(self, dtype_of):
+        """(tower, block, weight, (left, right)) for every projected adapter weight, the factors on its device
+        in `dtype_of(weight)`."""
+        for tower in self.towers:
+            for j, adapter in enumerate(self.adapters.tower(tower)):
+                factors = weight_projection_factors(self.operators[tower], j, self.config.variant)
+                for kind, weight in (("down", adapter.down_proj.weight), ("up", adapter.up_proj.weight)):
+                    dtype = dtype_of(weight)
+                    yield (
+                        tower,
+                        j,
+                        weight,
+                        tuple(None if m is None else m.to(weight.device, dtype) for m in factors[kind]),
+                    )
 
     def _update_projections(self) -> dict[torch.Tensor, TwoSidedProjection]:
-        projections = {}
-        for tower in self.towers:
-            for j, adapter in enumerate(self.adapters.tower(tower)):
-                factors = self._weight_projections(tower, j)
-                for kind, weight in (("down", adapter.down_proj.weight), ("up", adapter.up_proj.weight)):
-                    left, right = (None if m is None else m.to(weight.device, weight.dtype) for m in factors[kind])
-                    projections[weight] = TwoSidedProjection(left=left, right=right)
-        return projections
+        return {w: TwoSidedProjection(*lr) for _, _, w, lr in self._projected_weights(lambda w: w.dtype)}
 
     @torch.no_grad()
     def _log_leak(self, task: TaskInfo) -> None:
-        r"""The share of each projected weight's change over the task that lies outside its projection's range:
-        $\lVert \Delta - L \Delta R \rVert^2 / \lVert \Delta \rVert^2$ (0: every step stayed in the null space)."""
-        for tower in self.towers:
-            for j, adapter in enumerate(self.adapters.tower(tower)):
-                factors = self._weight_projections(tower, j)
-                for kind, weight in (("down", adapter.down_proj.weight), ("up", adapter.up_proj.weight)):
-                    name = next(n for n, p in self.params.items() if p is weight)
-                    delta = (weight.detach() - self.start[name]).double()
-                    left, right = (None if m is None else m.to(delta.device, torch.float64) for m in factors[kind])
-                    kept = delta if left is None else left @ delta
-                    kept = kept if right is None else kept @ right
-                    total = float(delta.square().sum())
-                    leak = float((delta - kept).square().sum()) / total if total > 0 else 0.0
-                    self.leak.append({"task": task.index, "tower": tower, "layer": j, "weight": kind, "leak": leak})
+        names = {id(p): n for n, p in self.params.items()}
+        for tower, j, weight, factors in self._projected_weights(lambda w: torch.float64):
+            leak = leak_share(weight.detach() - self.start[names[id(weight)]], *factors)
+            kind = "down" if names[id(weight)].endswith("down_proj.weight") else "up"
+            self.leak.append({"task": task.index, "tower": tower, "layer": j, "weight": kind, "leak": leak})
 
     def _log_task(self, task: TaskInfo) -> None:
         row = {"task": task.index, **update_norm_row(self.params, self.start)}

@@ -13,7 +13,7 @@ from torch import nn
 
 from nscl.nullspace import CovarianceAccumulator
 
-__all__ = ["tower_of", "update_norm_row", "moment_health_rows", "null_dim_rows", "to_cpu", "load_state"]
+__all__ = ["tower_of", "update_norm_row", "moment_health_rows", "null_dim_rows", "leak_share", "to_cpu", "load_state"]
 
 WEIGHTS = ("down_proj", "up_proj")  # the adapter weights DMNSP projects (biases never are)
 
@@ -86,6 +86,17 @@ def null_dim_rows(task: int, operators: dict[str, dict], bases: dict[str, list[t
             row["dim"] = int(ops["down"][j].shape[0])
             rows.append(row)
     return rows
+
+
+@torch.no_grad()
+def leak_share(delta: torch.Tensor, left: torch.Tensor | None, right: torch.Tensor | None) -> float:
+    r"""The share of a weight's change outside its projection's range, $\lVert \Delta - L \Delta R \rVert^2 /
+    \lVert \Delta \rVert^2$ (float64; 0: every step stayed in the null space, 0 for no change)."""
+    delta = delta.double()
+    kept = delta if left is None else left.to(delta.device, torch.float64) @ delta
+    kept = kept if right is None else kept @ right.to(delta.device, torch.float64)
+    total = float(delta.square().sum())
+    return float((delta - kept).square().sum()) / total if total > 0 else 0.0
 
 
 def to_cpu(obj):

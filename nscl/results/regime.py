@@ -23,7 +23,15 @@ import pandas as pd
 
 from nscl.results.tables import format_mean_std, paired_by_seed
 
-__all__ = ["COMPARISONS", "REGIME_METRICS", "regime_frame", "regime_table", "verdict", "overlap_order"]
+__all__ = [
+    "COMPARISONS",
+    "REGIME_METRICS",
+    "regime_frame",
+    "regime_table",
+    "regime_sentences",
+    "verdict",
+    "overlap_order",
+]
 
 # per method family: the projection method and its controls, as the experiment labels them
 # per method family: the projection methods (a label, or a prefix ending in " (" for variants) and the controls
@@ -138,3 +146,28 @@ def regime_table(frame: pd.DataFrame, metric: str = "last_accuracy", digits: int
 def overlap_order(frame: pd.DataFrame) -> np.ndarray:
     """Benchmarks from most to least overlapping tasks (mean over methods)."""
     return frame.groupby("benchmark").overlap.mean().sort_values(ascending=False).index.to_numpy()
+
+
+_PHRASE = {"gains": "beats {control}", "loses": "loses to {control}", "ties": "ties with {control}"}
+
+
+def regime_sentences(frame: pd.DataFrame, labels: Sequence[str], metric: str = "last_accuracy") -> list[str]:
+    """One sentence per (label, benchmark), least overlapping benchmark last: the verdict against each
+    control on `metric`, with the paired gain (mean ± std over seeds, in points) and the overlap."""
+    chosen = frame[(frame.metric == metric) & frame.label.isin(list(labels))]
+    if chosen.empty:
+        raise ValueError(f"no {metric!r} rows for {list(labels)}; labels present: {sorted(frame.label.unique())}")
+    sentences = []
+    order = chosen.groupby("benchmark").overlap.mean().sort_values(ascending=False).index
+    for label in labels:
+        for benchmark in order:
+            rows = chosen[(chosen.label == label) & (chosen.benchmark == benchmark)]
+            if rows.empty:
+                continue
+            parts = [
+                _PHRASE[verdict(r.mean, r.min, r.max, r.seeds)].format(control=r.control)
+                + f" ({format_mean_std(r.mean, r.std)})"
+                for r in rows.itertuples()
+            ]
+            sentences.append(f"{label} on {benchmark} (overlap {rows.overlap.iloc[0]:.2f}): " + ", ".join(parts))
+    return sentences
