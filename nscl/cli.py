@@ -20,6 +20,7 @@ import dataclasses
 import json
 import sys
 import typing
+import warnings
 from typing import Any, Literal, Sequence
 
 from nscl.experiment.config import ExperimentConfig, _choices, describe_type, read_config_file
@@ -192,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--num-cpus",
         dest="num_cpus",
-        type=int,
+        type=_cpu_slots,
         metavar="N",
         help="CPU slots of the local Ray (default: all cores); one point per slot without GPUs",
     )
@@ -208,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("run_root", metavar="RUN_ROOT")
     report.add_argument("--csv", metavar="FILE", help="also write one row per run to this CSV")
+    report.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="leave out runs whose metrics.json cannot be read (listed); without it they stop the report",
+    )
 
     artifacts = commands.add_parser(
         "artifacts",
@@ -256,6 +262,19 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def _cpu_slots(text: str) -> int:
+    """--num-cpus: an integer >= 1 (with 0 slots Ray would wait for one forever)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 1 (CPU slots of the local Ray)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"{value}: expected an integer >= 1 (CPU slots of the local Ray; every point needs one)"
+        )
+    return value
+
+
 def _cmd_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from nscl.experiment import grid
     from nscl.results import collect
@@ -286,7 +305,11 @@ def _cmd_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         print(f"  {run.key}{'  (done)' if grid.is_finished(run) else ''}")
     if args.dry_run:
         return 0
-    outcomes = grid.sweep(runs, address=args.address, backend=args.backend, num_cpus=args.num_cpus)
+    try:
+        outcomes = grid.sweep(runs, address=args.address, backend=args.backend, num_cpus=args.num_cpus)
+    except (ValueError, RuntimeError) as err:  # settings that no point could run with: a message, not a trace
+        print(f"sweep: {err}", file=sys.stderr)
+        return 2
     print(grid.format_outcomes(outcomes))
     for title, table in collect.report_tables(run_root).items():
         print(f"\n== {title} ==\n{table.to_string()}")
@@ -302,10 +325,19 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     root = Path(args.run_root)
     if not root.is_dir():
         parser.error(f"RUN_ROOT {str(root)!r} is not a directory")
-    tables = collect.report_tables(root)
+    try:
+        with warnings.catch_warnings():  # the runs left out on purpose are listed below, once
+            warnings.simplefilter("ignore")
+            runs = collect.collect_runs(root, skip_unreadable=args.skip_unreadable)
+            tables = collect.report_tables(root, skip_unreadable=args.skip_unreadable)
+    except ValueError as err:  # unreadable runs, or two runs of one method and seed: a message, not a trace
+        print(f"report: {err}", file=sys.stderr)
+        return 2
     if not tables:
         print(f"no finished task in any run under {root} (looked for metrics.json)")
         return 1
+    for problem in runs.attrs.get("unreadable", []):
+        print(f"left out (unreadable): {problem}")
     print("mean ± std over seeds, in % (std omitted for one seed)")
     for title, table in tables.items():
         print(f"\n== {title} ==\n{table.to_string()}")
@@ -315,7 +347,7 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         for point in failed:
             print(f"  {point['key']} ({point['run_dir']}): {point['error']}")
     if args.csv:
-        collect.collect_runs(root).to_csv(args.csv, index=False)
+        runs.to_csv(args.csv, index=False)
         print(f"\none row per run: {args.csv}")
     return 0
 

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from nscl.cli import main
@@ -146,3 +147,36 @@ def test_python_dash_m_nscl_runs_the_command_line(tmp_path):
         [sys.executable, "-m", "nscl", "run", "--device", "gpu"], capture_output=True, text=True, env=env, timeout=300
     )
     assert bad.returncode == 2 and "ExperimentConfig.device='gpu'" in bad.stderr
+
+
+def _two_seed_root(root):
+    for seed in (0, 1):
+        run = root / "Seq" / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({"tasks_done": 2, "last_accuracy": 0.5 + seed / 10}))
+        (run / "run.json").write_text(json.dumps({"benchmark": "shapes100-10s", "method": "Seq", "seed": seed}))
+        (run / "config.json").write_text(json.dumps({"run_config": {"epochs": 1}}))
+    return root / "Seq" / "seed1" / "metrics.json"
+
+
+def test_report_names_an_unreadable_run_instead_of_dropping_it(tmp_path, capsys):
+    damaged = _two_seed_root(tmp_path)
+    damaged.write_text('{"tasks_done": 2, "last_acc')  # half-written
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert str(damaged) in err and "not valid JSON" in err and "--skip-unreadable" in err
+    csv = tmp_path / "runs.csv"
+    assert main(["report", str(tmp_path), "--skip-unreadable", "--csv", str(csv)]) == 0
+    out = capsys.readouterr().out
+    assert f"left out (unreadable): {damaged}: is not valid JSON" in out
+    row = next(line for line in out.splitlines() if line.startswith("Seq"))
+    assert row.split()[-1] == "1"  # the mean says it holds one seed
+    assert len(pd.read_csv(csv)) == 1
+
+
+def test_report_refuses_two_runs_of_one_method_and_seed_with_a_message(tmp_path, capsys):
+    _two_seed_root(tmp_path / "a")
+    _two_seed_root(tmp_path / "b")
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "same benchmark, method, seed and tasks done" in err and "Traceback" not in err

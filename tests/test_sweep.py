@@ -112,3 +112,21 @@ def test_a_tiny_grid_on_local_ray_resumes_skips_and_reports_a_failing_point(tmp_
     out = capsys.readouterr().out
     assert "VPT-Seq" in out and "1 failed sweep point(s)" in out and "nsp2/shapes100-10s/seed2" in out
     print(f"tiny grid on local Ray: {time.perf_counter() - start:.1f} s")
+
+
+@pytest.mark.parametrize("num_cpus", [0, -2, True, 1.5])
+def test_a_sweep_without_cpu_slots_is_refused_before_ray_starts(tmp_path, num_cpus, monkeypatch):
+    import nscl.experiment.grid as grid_module
+
+    monkeypatch.setattr(grid_module, "_run_on_ray", lambda *a: pytest.fail("Ray must not start"))
+    with pytest.raises(ValueError, match=r"num_cpus=.*: every point needs a CPU slot; give an integer >= 1"):
+        grid_module.sweep([], backend="ray", num_cpus=num_cpus)
+
+
+def test_the_command_line_refuses_zero_cpu_slots_with_a_message(tmp_path, capsys):
+    from nscl.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["sweep", "--methods", "nsp2", "--num-cpus", "0", "--run-root", str(tmp_path)])
+    assert stop.value.code == 2
+    assert "--num-cpus: 0: expected an integer >= 1" in capsys.readouterr().err

@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 STATUS_FILE = "status.json"
+RAY_WAIT_SECONDS = 30.0  # each wait for a finished point is bounded; the loop then checks the cluster
 _VOLATILE = ("progress", "run_root", "device")  # changing these does not make a finished point unfinished
 
 
@@ -193,6 +194,11 @@ def sweep(
     `num_cpus` slots (None: all cores). Outcome keys: key, state (done / skipped / failed), error,
     seconds, run_dir.
     """
+    if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 1):
+        # Ray would start with no slot for any point and wait for one forever
+        raise ValueError(
+            f"num_cpus={num_cpus!r}: every point needs a CPU slot; give an integer >= 1, or None for all cores"
+        )
     runs = list(runs)
     keys = [str(r.run_dir.resolve()) for r in runs]
     if len(set(keys)) != len(keys):
@@ -265,6 +271,11 @@ def _run_on_ray(runs, indices, address, num_cpus, log):
         else:
             ray.init(address=address)
     gpus = ray.cluster_resources().get("GPU", 0)
+    if ray.cluster_resources().get("CPU", 0) < 1:
+        raise RuntimeError(
+            f"the Ray cluster{f' at {address}' if address else ''} offers no CPU, so no point could ever start; "
+            "start it with CPUs (ray start --num-cpus N) or run with backend='local'"
+        )
     remote = ray.remote(max_retries=0)(run_point)
     pending = {}
     for i, run in zip(indices, runs):
@@ -288,7 +299,16 @@ def _run_on_ray(runs, indices, address, num_cpus, log):
         f"{gpus:g} GPUs)"
     )
     while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
+        # a bounded wait: between waits, a cluster that lost every CPU fails the points instead of hanging
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=RAY_WAIT_SECONDS)
+        if not ready and ray.cluster_resources().get("CPU", 0) < 1:
+            for ref, (i, run) in list(pending.items()):
+                ray.cancel(ref, force=True)
+                status = {"state": "failed", "seconds": None, "error": "the Ray cluster has no CPU left to run it"}
+                _write_status(run.run_dir, {**status, "key": run.key, "config": run.config.to_dict()})
+                _log_outcome(log, run, status)
+                yield i, status
+            return
         for ref in ready:
             i, run = pending.pop(ref)
             try:

@@ -3,6 +3,8 @@ and mean ± std tables per benchmark."""
 
 from __future__ import annotations
 
+import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,20 +14,49 @@ from nscl.files import read_json
 from nscl.paths import repo_root
 from nscl.results.tables import summary_table
 
-__all__ = ["collect_runs", "report_tables", "resolve_run_root", "load_runs", "load_accuracy", "groups", "inventory"]
+__all__ = [
+    "UnreadableRunError",
+    "collect_runs",
+    "report_tables",
+    "resolve_run_root",
+    "load_runs",
+    "load_accuracy",
+    "groups",
+    "inventory",
+]
 
 
-def collect_runs(run_root: str | Path) -> pd.DataFrame:
+class UnreadableRunError(ValueError):
+    """Run directories whose metrics.json cannot be read: a mean without them would silently hold fewer seeds."""
+
+
+def _read_metrics(path: Path) -> tuple[dict | None, str | None]:
+    """(metrics, None), or (None, why it cannot be read)."""
+    try:
+        metrics = json.loads(path.read_text())
+    except OSError as err:
+        return None, f"cannot be read ({err.strerror or err})"
+    except ValueError as err:
+        return None, f"is not valid JSON ({err}); a half-written or damaged file"
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("tasks_done"), int):
+        return None, "holds no 'tasks_done' count: not a metrics.json that nscl wrote"
+    return metrics, None
+
+
+def collect_runs(run_root: str | Path, skip_unreadable: bool = False) -> pd.DataFrame:
     """One row per run directory under run_root (any depth): benchmark, method, seed, tasks_done, metrics.
 
     Labels come from the run's run.json (written by Experiment.run_one); older runs without one are
-    labelled from config.json (method, seed) and their path.
+    labelled from config.json (method, seed) and their path. A metrics.json that cannot be read raises
+    UnreadableRunError naming every such file and why; `skip_unreadable` leaves them out on purpose, with a
+    warning, and lists them in the frame's `attrs["unreadable"]`.
     """
-    rows = []
+    rows, unreadable = [], []
     for metrics_path in sorted(Path(run_root).rglob("metrics.json")):
         run_dir = metrics_path.parent
-        metrics = read_json(metrics_path)
+        metrics, why = _read_metrics(metrics_path)
         if metrics is None:
+            unreadable.append(f"{metrics_path}: {why}")
             continue
         run, cfg = read_json(run_dir / "run.json", {}), read_json(run_dir / "config.json", {})
         if not run and not cfg:
@@ -39,10 +70,20 @@ def collect_runs(run_root: str | Path) -> pd.DataFrame:
         }
         row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "tasks_done"})
         rows.append(row)
-    return pd.DataFrame(rows)
+    if unreadable and not skip_unreadable:
+        raise UnreadableRunError(
+            f"{len(unreadable)} run(s) under {run_root} cannot be read, and a mean without them would hold fewer "
+            "seeds than it says:\n  " + "\n  ".join(unreadable) + "\nRerun or remove them, or leave them out on "
+            "purpose (python -m nscl report --skip-unreadable; skip_unreadable=True)"
+        )
+    if unreadable:
+        warnings.warn(f"left out {len(unreadable)} unreadable run(s): " + "; ".join(unreadable), stacklevel=2)
+    frame = pd.DataFrame(rows)
+    frame.attrs["unreadable"] = unreadable
+    return frame
 
 
-def report_tables(run_root: str | Path) -> dict[str, pd.DataFrame]:
+def report_tables(run_root: str | Path, skip_unreadable: bool = False) -> dict[str, pd.DataFrame]:
     """Per benchmark (and number of tasks done), mean ± std over seeds per method (nscl.results.tables.summary_table).
 
     The runs are gathered as chapter 7 gathers them (nscl.results.report.load_runs): two runs of one method and
@@ -50,7 +91,7 @@ def report_tables(run_root: str | Path) -> dict[str, pd.DataFrame]:
     """
     tables = {}
     try:
-        frame = load_runs(run_root)
+        frame = load_runs(run_root, skip_unreadable)
     except FileNotFoundError:
         return tables
     metrics = [m for m in ("last_accuracy", "average_incremental_accuracy", "forgetting") if m in frame.columns]
@@ -84,14 +125,14 @@ def resolve_run_root(run_root: str | Path) -> Path:
     return path
 
 
-def load_runs(run_root: str | Path) -> pd.DataFrame:
+def load_runs(run_root: str | Path, skip_unreadable: bool = False) -> pd.DataFrame:
     """One row per run with at least one finished task: benchmark, method, seed, tasks_done, the metrics
     (fractions), run_dir, and the run settings from config.json (epochs, batch_size, precision, device).
 
     Raises ValueError when two runs share benchmark, method, seed and tasks done (their mean would mix
     two settings; report on a narrower root).
     """
-    frame = collect_runs(run_root)
+    frame = collect_runs(run_root, skip_unreadable)
     if not len(frame):
         raise FileNotFoundError(f"no run under {run_root} (no metrics.json with run.json or config.json)")
     frame = frame[frame.tasks_done > 0].copy()
