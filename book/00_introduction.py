@@ -38,7 +38,12 @@ seed = 0
 # a mistyped parameter (papermill -p NAME VALUE) stops here instead of being silently ignored
 from nscl.experiment.config import check_parameters
 
-parameters = check_parameters(globals(), {"samples_per_class", "seed"}, types={"samples_per_class": int, "seed": int})
+parameters = check_parameters(
+    globals(),
+    {"samples_per_class", "seed"},
+    types={"samples_per_class": int, "seed": int},
+    at_least={"samples_per_class": 1, "seed": 0},
+)
 
 # %%
 import matplotlib.pyplot as plt

@@ -59,6 +59,7 @@ parameters = check_parameters(
         "seeds": list,
         "device": str,
     },
+    at_least={"n_tasks": 2, "feature_dim": 1, "hidden": 1, "epochs": 1, "batch_size": 1, "lr": 0},
 )
 
 # %%

@@ -36,6 +36,7 @@ parameters = check_parameters(
     globals(),
     {"n_old_images", "task_images_per_class", "etas", "energies", "seed"},
     types={"n_old_images": int, "task_images_per_class": int, "etas": list, "energies": list, "seed": int},
+    at_least={"n_old_images": 1, "task_images_per_class": 1, "seed": 0},
 )
 
 # %%

@@ -245,6 +245,7 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     try:
         config = ExperimentConfig.from_dict(_config_values(args))
+        config.check_device()
     except ValueError as err:
         parser.error(str(err))
     _print_config(config)

@@ -188,3 +188,29 @@ def test_check_parameters_rejects_a_mistyped_papermill_parameter():
     namespace["seeds"] = "abc"  # papermill -p seeds abc
     with pytest.raises(ValueError, match=r"parameter seeds='abc': accepted: list"):
         check_parameters(namespace, {"preset", "benchmark", "seeds"}, types={"seeds": list})
+
+
+def test_check_parameters_refuses_a_bool_for_an_int_and_values_below_the_least():
+    namespace = {"seed": True, "samples_per_class": 4}  # papermill -p seed True
+    with pytest.raises(ValueError, match=r"parameter seed=True: accepted: int"):
+        check_parameters(namespace, {"seed", "samples_per_class"}, types={"seed": int})
+    namespace = {"seed": 0, "samples_per_class": -3}
+    with pytest.raises(ValueError, match=r"parameter samples_per_class=-3: accepted: a number >= 1"):
+        check_parameters(namespace, {"seed", "samples_per_class"}, at_least={"samples_per_class": 1})
+    assert check_parameters({"flag": True}, {"flag"}, types={"flag": bool}) == {"flag": True}
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), "inf", "-Infinity", "NaN"])
+def test_a_float_field_must_be_finite(value):
+    with pytest.raises(ValueError, match=r"NSP2Config\.lr\)=.*: accepted: a finite float"):
+        ExperimentConfig(overrides={"lr": value})
+
+
+def test_an_accelerator_this_machine_lacks_is_named_before_anything_trains(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = ExperimentConfig(device="cuda:1")  # a config may be written anywhere ...
+    with pytest.raises(ValueError, match=r"device='cuda:1': accepted: a device this machine has \(no CUDA GPU here\)"):
+        config.experiment()  # ... but not run where the device is missing
+    ExperimentConfig(device="cpu").check_device()

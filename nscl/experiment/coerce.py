@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import numbers
 import os
 import types
@@ -71,6 +72,7 @@ def check_parameters(
     namespace: Mapping[str, Any],
     allowed: set[str] | Mapping[str, Any],
     types: Mapping[str, type | tuple[type, ...]] | None = None,
+    at_least: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Reject papermill parameters that the chapter does not define (and, given `types`, wrong types).
 
@@ -91,7 +93,8 @@ def check_parameters(
     papermill injects), is not private (`_x`) nor one of IPython's (In, Out, ...) and is not in `allowed`
     is reported, with the closest allowed name. Modules, functions and classes are ignored, so imports
     above the parameters cell are fine; plain constants defined above it must be listed in `allowed`.
-    `allowed` may also be a mapping (e.g. the defaults); `types` maps a name to the accepted type(s).
+    `allowed` may also be a mapping (e.g. the defaults); `types` maps a name to the accepted type(s) (bool is
+    not an int here); `at_least` a name to its smallest accepted value.
     Returns the allowed parameters' current values.
     """
     allowed = set(allowed)
@@ -110,9 +113,15 @@ def check_parameters(
             f"are {sorted(allowed)}"
         )
     for name, accepted in (types or {}).items():
-        if name in namespace and not isinstance(namespace[name], accepted):
-            names = accepted.__name__ if isinstance(accepted, type) else " or ".join(t.__name__ for t in accepted)
-            raise ValueError(message(name, namespace[name], names, owner="parameter"))
+        kinds = (accepted,) if isinstance(accepted, type) else tuple(accepted)
+        value = namespace.get(name)
+        # True is an int to Python, never to a reader: `-p seed True` is refused unless bool is accepted
+        wrong = isinstance(value, bool) and bool not in kinds
+        if name in namespace and (wrong or not isinstance(value, kinds)):
+            raise ValueError(message(name, value, " or ".join(t.__name__ for t in kinds), owner="parameter"))
+    for name, low in (at_least or {}).items():
+        if name in namespace and namespace[name] is not None and namespace[name] < low:
+            raise ValueError(message(name, namespace[name], f"a number >= {low:g}", owner="parameter"))
     return {name: namespace[name] for name in sorted(allowed) if name in namespace}
 
 
@@ -205,7 +214,11 @@ def coerce(where: str, value: Any, hint: Any) -> Any:
         raise fail
     if hint is float:
         if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            if not math.isfinite(value):  # inf / nan pass as floats, then diverge or write non-standard JSON
+                raise ValueError(f"{where}={value!r}: accepted: a finite float")
             return float(value)
+        if isinstance(value, str) and value.strip().lower().lstrip("+-") in ("inf", "infinity", "nan"):
+            raise ValueError(f"{where}={value!r}: accepted: a finite float")
         raise fail
     if hint is str:
         if isinstance(value, str):

@@ -298,6 +298,25 @@ class ExperimentConfig:
 
         return "cuda" if torch.cuda.is_available() else "cpu"
 
+    def check_device(self) -> None:
+        """ValueError when `device` names an accelerator this machine does not have (checked before training, and
+        by a dry run, not when the config is built: a config may be written on a laptop for a GPU machine)."""
+        import torch
+
+        if self.device.startswith("cuda"):
+            index = int(self.device.split(":")[1]) if ":" in self.device else 0
+            if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+                found = f"{torch.cuda.device_count()} CUDA device(s)" if torch.cuda.is_available() else "no CUDA GPU"
+                raise ValueError(
+                    message(
+                        "device",
+                        self.device,
+                        f"a device this machine has ({found} here): 'auto' or 'cpu', or run where the GPU is",
+                    )
+                )
+        if self.device == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(message("device", self.device, "a device this machine has (no MPS here): 'auto' or 'cpu'"))
+
     def _recipe(self, device: str):
         if self.method == "nsp2":
             from nscl.nsp2.recipe import nsp2_recipe
@@ -370,6 +389,7 @@ class ExperimentConfig:
 
     def experiment(self):
         """The preset's Experiment with these settings (nothing is loaded or trained yet)."""
+        self.check_device()
         device = self.resolved_device
         experiment = self._build(device, frozen="frozen" in self.selected_methods())
         return experiment.with_run(
