@@ -214,3 +214,27 @@ def test_an_accelerator_this_machine_lacks_is_named_before_anything_trains(monke
     with pytest.raises(ValueError, match=r"device='cuda:1': accepted: a device this machine has \(no CUDA GPU here\)"):
         config.experiment()  # ... but not run where the device is missing
     ExperimentConfig(device="cpu").check_device()
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".yaml", ".json"])
+def test_an_empty_config_file_is_refused_alike_in_every_format(tmp_path, suffix):
+    empty = tmp_path / f"empty{suffix}"
+    empty.write_text("\n")
+    with pytest.raises(ValueError, match=r"empty\.\w+: the file holds no setting, and an empty config would silently"):
+        ExperimentConfig.from_file(empty)
+
+
+@pytest.mark.parametrize(
+    "suffix, text",
+    [(".yaml", "method: nsp2\nepochs: 1\nepochs: 3\n"), (".json", '{"epochs": 1, "method": "nsp2", "epochs": 3}')],
+)
+def test_a_key_given_twice_is_refused(tmp_path, suffix, text):
+    twice = tmp_path / f"twice{suffix}"
+    twice.write_text(text)
+    with pytest.raises(ValueError, match=r"key\(s\) \['epochs'\] given twice; the last would silently win"):
+        ExperimentConfig.from_file(twice)
+
+
+def test_a_directory_given_as_config_file_is_called_a_directory(tmp_path):
+    with pytest.raises(ValueError, match="is a directory; give a .toml, .yaml or .json file in it"):
+        ExperimentConfig.from_file(tmp_path)

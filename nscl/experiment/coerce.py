@@ -27,9 +27,34 @@ from typing import Any, Literal, Mapping
 __all__ = ["check_parameters", "read_config_file", "describe_type", "coerce", "suggest", "message", "plain"]
 
 
+def _no_duplicates(path: Path, pairs: list[tuple[Any, Any]]) -> dict:
+    keys = [k for k, _ in pairs]
+    twice = sorted({str(k) for k in keys if keys.count(k) > 1})
+    if twice:
+        raise ValueError(f"{path}: key(s) {twice} given twice; the last would silently win. Keep one of each")
+    return dict(pairs)
+
+
+def _yaml_load(path: Path, text: str) -> Any:
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            pairs = [(self.construct_object(k, deep=deep), self.construct_object(v, deep=deep)) for k, v in node.value]
+            return _no_duplicates(path, pairs)
+
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def read_config_file(path: str | os.PathLike) -> dict:
-    """The mapping in a TOML / YAML / JSON file (an [experiment] table, if present, is the config)."""
+    """The mapping in a TOML / YAML / JSON file (an [experiment] table, if present, is the config).
+
+    Refused with a message naming the file: a missing path or a directory, an unknown format, a file that
+    does not parse, a key given twice, and an empty file (it would silently mean "every default").
+    """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"config file {str(path)!r} is a directory; give a .toml, .yaml or .json file in it")
     if not path.is_file():
         raise ValueError(f"config file {str(path)!r} does not exist")
     suffix = path.suffix.lower()
@@ -38,7 +63,7 @@ def read_config_file(path: str | os.PathLike) -> dict:
         import tomllib
 
         try:
-            values = tomllib.loads(text)
+            values = tomllib.loads(text)  # a key given twice is already a TOML error
         except tomllib.TOMLDecodeError as err:
             raise ValueError(f"{path}: not valid TOML ({err})") from None
     elif suffix in (".yaml", ".yml"):
@@ -47,16 +72,25 @@ def read_config_file(path: str | os.PathLike) -> dict:
         except ImportError:
             raise ValueError(f"{path}: reading YAML needs PyYAML (pip install pyyaml), or use a .toml file") from None
         try:
-            values = yaml.safe_load(text) or {}
+            values = _yaml_load(path, text)
         except yaml.YAMLError as err:
             raise ValueError(f"{path}: not valid YAML ({err})") from None
     elif suffix == ".json":
         try:
-            values = json.loads(text)
+            values = (
+                json.loads(text, object_pairs_hook=lambda pairs: _no_duplicates(path, pairs)) if text.strip() else {}
+            )
         except ValueError as err:
+            if "given twice" in str(err):
+                raise
             raise ValueError(f"{path}: not valid JSON ({err})") from None
     else:
         raise ValueError(f"{path}: unknown config format {suffix!r}; accepted: .toml, .yaml, .yml, .json")
+    if values is None or values == {}:
+        raise ValueError(
+            f"{path}: the file holds no setting, and an empty config would silently run every default; give at "
+            'least one field (e.g. method = "nsp2"), or leave out --config'
+        )
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected a mapping of field -> value at the top, got {type(values).__name__}")
     return dict(values.get("experiment", values))
