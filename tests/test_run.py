@@ -174,8 +174,9 @@ def test_results_of_other_settings_are_never_overwritten_even_without_a_checkpoi
     (tmp_path / "checkpoint.pt").unlink()
     (tmp_path / "checkpoint.prev.pt").unlink()
     before = _files(tmp_path)
-    with pytest.raises(RunMismatchError, match=r"config\.json vs now"):
+    with pytest.raises(RunMismatchError, match=r"config\.json -> now: method_config\.lr: 0\.01 -> 0\.5\)") as err:
         run_continual(make_method(lr=0.5), digits, small, run_dir=tmp_path)
+    assert len(str(err.value)) < 300 + len(str(tmp_path))  # only the setting that differs, not every setting
     with pytest.raises(RunMismatchError, match="resume=True"):
         run_continual(make_method(), digits, small, run_dir=tmp_path, resume=False)
     assert _files(tmp_path) == before

@@ -75,6 +75,32 @@ def test_a_diverging_run_stops_at_once_and_writes_nothing(shapes_tasks, tmp_path
     assert not (tmp_path / "accuracy.csv").exists()
 
 
+def test_the_rerun_a_divergence_suggests_is_not_refused(shapes_tasks, tmp_path):
+    """Nothing of task 1 was saved, so the run directory holds no result: a lower lr starts there anew."""
+    with pytest.raises(DivergedError, match="lower the learning rate"):
+        run_continual(
+            small_nsp2(False, lr=1e30),
+            shapes_tasks,
+            RunConfig(epochs=2, batch_size=16, progress=False),
+            run_dir=tmp_path,
+        )
+    rerun = run_continual(
+        small_nsp2(False, lr=1e-3),
+        shapes_tasks,
+        RunConfig(epochs=1, batch_size=16, progress=False, max_tasks=1),
+        run_dir=tmp_path,
+    )
+    assert rerun.accuracy.shape == (1, 1) and (tmp_path / "checkpoint.pt").exists()
+    assert json.loads((tmp_path / "config.json").read_text())["method_config"]["lr"] == 1e-3  # the new settings, recorded
+
+
+def test_a_non_finite_learning_rate_is_named_as_such():
+    from nscl.experiment.run import _lr_hint
+
+    assert _lr_hint(small_nsp2(False, lr=float("inf"))) == "set a finite learning rate (now lr=inf)"
+    assert "try 0.001 or less" in _lr_hint(small_nsp2(False, lr=0.01))
+
+
 class NaNAt(SharedLayerClassifier):
     """Returns a NaN loss at one (task, step of the task), or poisons a parameter after one step."""
 

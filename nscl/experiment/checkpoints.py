@@ -92,8 +92,14 @@ def write_results(run_dir: Path, result: RunResult, fingerprint: dict) -> None:
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
 
 
-def _differences(old: dict, new: dict) -> dict:
-    return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+def _differences(old: Any, new: Any, path: str = "") -> list[str]:
+    """Only the settings that differ, as 'a.b.c: old -> new' (nested dicts walked down to their leaves)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        lines = []
+        for key in sorted(set(old) | set(new), key=str):
+            lines += _differences(old.get(key), new.get(key), f"{path}.{key}" if path else str(key))
+        return lines
+    return [] if old == new else [f"{path or 'settings'}: {old!r} -> {new!r}"]
 
 
 def check_run_dir(run_path: Path, fingerprint: dict) -> None:
@@ -108,11 +114,14 @@ def check_run_dir(run_path: Path, fingerprint: dict) -> None:
                 f"{config_path} cannot be read ({err}); it describes the results in {run_path}. "
                 f"Move them away or use another run_dir"
             ) from err
-        if saved != fingerprint:
+        started = results or any((run_path / n).exists() for n in (CHECKPOINT, PREVIOUS_CHECKPOINT))
+        if saved != fingerprint and started:
             raise RunMismatchError(
-                f"{run_path} holds results of a run with other settings (config.json vs now: "
-                f"{_differences(saved, fingerprint)}); use another run_dir to start a new run"
+                f"{run_path} holds results of a run with other settings (config.json -> now: "
+                + "; ".join(_differences(saved, fingerprint))
+                + "); use another run_dir to start a new run"
             )
+        # other settings but no finished task (a run that failed in its first task): nothing to lose, start anew
     elif results:
         raise RunMismatchError(
             f"{run_path} holds results ({', '.join(p.name for p in results)}) but no config.json "
@@ -152,9 +161,9 @@ def resume_point(run_path: Path, fingerprint: dict, resume: bool) -> dict | None
             notes.append(str(err))
     if ckpt is not None and ckpt["fingerprint"] != fingerprint:
         raise RunMismatchError(
-            f"{run_path} holds a run with other settings (checkpoint vs now: "
-            f"{_differences(ckpt['fingerprint'], fingerprint)}); use another run_dir to start a "
-            f"new run"
+            f"{run_path} holds a run with other settings (checkpoint -> now: "
+            + "; ".join(_differences(ckpt["fingerprint"], fingerprint))
+            + "); use another run_dir to start a new run"
         )
     check_run_dir(run_path, fingerprint)
     for path in damaged:  # set aside, so that the next save does not rotate it over the good previous one

@@ -51,7 +51,7 @@ from nscl.experiment.checkpoints import (
     write_results,
 )
 from nscl.experiment.result import RunResult
-from nscl.files import atomic_write_text
+from nscl.files import atomic_write_text, read_json
 from nscl.methods.base import PRECISIONS, ContinualMethod, TaskInfo
 from nscl.models.artifacts import describe, weights_of
 
@@ -223,6 +223,8 @@ def _nonfinite_parameters(method: ContinualMethod) -> list[str]:
 
 def _lr_hint(method: ContinualMethod) -> str:
     lr = getattr(getattr(method, "config", None), "lr", None)
+    if isinstance(lr, (int, float)) and not math.isfinite(lr):
+        return f"set a finite learning rate (now lr={lr})"
     if isinstance(lr, (int, float)):
         return f"lower the learning rate (now lr={lr:g}; try {lr / 10:g} or less)"
     return "lower the learning rate"
@@ -267,7 +269,8 @@ def run_continual(
             accuracy[:start, :start] = np.asarray(ckpt["accuracy"])[:start, :start]
             accuracy_til[:start, :start] = np.asarray(ckpt["accuracy_task_aware"])[:start, :start]
             log = list(ckpt["log"])[:start]
-        if not (run_path / "config.json").exists():
+        # written when missing, or when a run that never finished a task is started with new settings
+        if read_json(run_path / "config.json") != fingerprint:
             atomic_write_text(run_path / "config.json", json.dumps(fingerprint, indent=2))
 
     for t in range(start, n_tasks):
