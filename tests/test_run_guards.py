@@ -91,7 +91,9 @@ def test_the_rerun_a_divergence_suggests_is_not_refused(shapes_tasks, tmp_path):
         run_dir=tmp_path,
     )
     assert rerun.accuracy.shape == (1, 1) and (tmp_path / "checkpoint.pt").exists()
-    assert json.loads((tmp_path / "config.json").read_text())["method_config"]["lr"] == 1e-3  # the new settings, recorded
+    assert (
+        json.loads((tmp_path / "config.json").read_text())["method_config"]["lr"] == 1e-3
+    )  # the new settings, recorded
 
 
 def test_a_non_finite_learning_rate_is_named_as_such():

@@ -130,3 +130,20 @@ def test_the_command_line_refuses_zero_cpu_slots_with_a_message(tmp_path, capsys
         main(["sweep", "--methods", "nsp2", "--num-cpus", "0", "--run-root", str(tmp_path)])
     assert stop.value.code == 2
     assert "--num-cpus: 0: expected an integer >= 1" in capsys.readouterr().err
+
+
+def test_a_refused_rerun_leaves_a_finished_points_status_as_it_was(tmp_path, monkeypatch):
+    from nscl.experiment import grid
+    from nscl.experiment.checkpoints import RunMismatchError
+
+    config = ExperimentConfig(seeds=[0], epochs=1)
+    done = {"key": "nsp2/shapes100-10s/seed0", "state": "done", "config": config.to_dict(), "seconds": 12.0}
+    (tmp_path / "status.json").write_text(json.dumps(done))
+
+    def refuse(self):
+        raise RunMismatchError("holds results of a run with other settings")
+
+    monkeypatch.setattr(ExperimentConfig, "experiment", refuse)
+    status = grid.run_point(config.replace(epochs=2).to_dict(), str(tmp_path))
+    assert status["state"] == "failed" and "other settings" in status["error"]
+    assert json.loads((tmp_path / "status.json").read_text()) == done  # still done: report lists it as finished

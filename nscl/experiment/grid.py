@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
 
+from nscl.experiment.checkpoints import RunMismatchError
 from nscl.experiment.config import DEFAULT_BACKBONE, ExperimentConfig
 from nscl.experiment.experiment import check_seeds, merge_metrics_csv
 from nscl.experiment.result import metrics_frame, slug
@@ -141,6 +142,7 @@ def run_point(config: dict, run_dir: str) -> dict:
     """Run one grid point (in a Ray worker or in this process); returns its status, never raises."""
     path = Path(run_dir)
     start = time.time()
+    previous = _read_status(path)
     status: dict[str, Any] = {
         "key": None,
         "state": "running",
@@ -167,6 +169,10 @@ def run_point(config: dict, run_dir: str) -> dict:
         )
     except Exception as err:  # reported, not raised: one failing point must not stop the grid
         status.update(state="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+        if isinstance(err, RunMismatchError) and (previous or {}).get("state") == "done":
+            # a rerun with other settings was refused and nothing was touched: the finished point stays finished
+            _write_status(path, previous)
+            return {**status, "seconds": round(time.time() - start, 1), "note": "the finished point was left as it was"}
     status["seconds"] = round(time.time() - start, 1)
     _write_status(path, status)
     return status
