@@ -258,6 +258,13 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except (ValueError, RuntimeError, FileNotFoundError, FloatingPointError) as err:
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
+    except OSError as err:  # e.g. a read-only or full run root: say where, not a trace
+        print(
+            f"error: cannot write the runs under {root}: {err.strerror or err} ({err.filename}). "
+            "Give a writable --run-root",
+            file=sys.stderr,
+        )
+        return 1
     print(summary_table(frame).to_string())
     print(f"runs in {root} (metrics.csv: one row per method and seed)")
     return 0

@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -227,3 +228,24 @@ def test_after_task_is_called_for_the_tasks_this_call_trains(digits, tmp_path):
     calls.clear()  # resumed: tasks 1-2 come from the checkpoint, tasks 3-5 are trained
     run_continual(make_method(), digits, RunConfig(epochs=1, batch_size=32), run_dir=tmp_path, after_task=record)
     assert [t for t, _ in calls] == [2, 3, 4]
+
+
+def test_a_finished_run_read_back_writes_nothing(digits, tmp_path, monkeypatch):
+    """So that a run root on read-only storage can still print its table."""
+    from nscl.data.benchmarks import BENCHMARKS
+    from nscl.experiment import checkpoints, experiment, run
+    from nscl.experiment.experiment import Experiment
+
+    small = RunConfig(epochs=1, batch_size=32, progress=False, max_tasks=2)
+    setup = Experiment(BENCHMARKS["shapes100-10s"], lambda seed: digits, small, {"Seq": lambda seed: make_method()})
+    first, _ = setup.run_all(seeds=[0], run_root=tmp_path)
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    for module in (checkpoints, experiment, run):
+        for name in ("atomic_write", "atomic_write_text", "save_checkpoint", "write_results"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, read_only)
+    again, _ = setup.run_all(seeds=[0], run_root=tmp_path)
+    pd.testing.assert_frame_equal(again, first)

@@ -26,7 +26,7 @@ from nscl.data.benchmarks import Benchmark, reference_results
 from nscl.data.continual import ContinualData
 from nscl.experiment.result import RunResult, metrics_frame, slug
 from nscl.experiment.run import RunConfig, run_continual
-from nscl.files import atomic_write
+from nscl.files import atomic_write_text
 from nscl.methods.base import ContinualMethod
 
 __all__ = ["Experiment", "compare", "PRESETS", "check_preset", "check_seeds", "merge_metrics_csv"]
@@ -65,7 +65,9 @@ def merge_metrics_csv(
             fresh = set(map(tuple, frame[list(keys)].astype(str).to_numpy()))
             old = old[[tuple(row) not in fresh for row in old[list(keys)].astype(str).to_numpy()]]
         frame = pd.concat([old, frame], ignore_index=True) if len(old) else frame
-    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+    text = frame.to_csv(index=False)
+    if not (path.is_file() and path.read_text() == text):  # a finished run read back writes nothing (read-only roots)
+        atomic_write_text(path, text)
     return frame
 
 
