@@ -8,15 +8,16 @@ two processes filling a cache at once never share a temporary file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_torch_save", "read_json"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_torch_save", "read_json", "exclusive_lock"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], fsync: bool = False) -> Path:
@@ -50,3 +51,25 @@ def read_json(path: str | os.PathLike, default: Any = None) -> Any:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return default
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (a small lock file, created if missing) for the block.
+
+    Concurrent processes that would fill the same cache entry take turns: the second one waits, then finds the
+    entry made (POSIX flock; on systems without fcntl the block runs unlocked).
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; concurrent fills then only cost time, the writes stay atomic
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

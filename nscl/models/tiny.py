@@ -40,7 +40,7 @@ from nscl.data.checksums import GENERATOR_VERSION
 from nscl.data.loading import BatchTransform
 from nscl.data.protocols import BASE_CLASSES, TINY_IMAGE_SIZE
 from nscl.data.shapes import class_names, make_shapes100
-from nscl.files import atomic_torch_save
+from nscl.files import atomic_torch_save, exclusive_lock
 from nscl.models.artifacts import WeightsId, load_shipped, tag_weights, weights_identity, write_shipped
 from nscl.models.pretrain import CAPTION_TEMPLATES, PretrainConfig, pretrain_classifier, pretrain_clip
 from nscl.paths import cache_dir
@@ -239,13 +239,15 @@ def _load_or_pretrain(name: str, config: PretrainConfig, progress: bool) -> nn.M
         model.load_state_dict(state)
         return tag_weights(model, weights)
     path = tiny_checkpoint_path(name, config)
-    if path.exists():
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
-        source = "cache"
-    else:
-        stats = _pretrain(name, model, config, progress)
-        atomic_torch_save({"state_dict": model.state_dict(), "config": config.as_dict(), "stats": stats}, path)
-        source = "trained"
+    # one process pretrains; others that reach an empty cache at once wait here, then read what it saved
+    with exclusive_lock(path.with_name(path.name + ".lock")):
+        if path.exists():
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
+            source = "cache"
+        else:
+            stats = _pretrain(name, model, config, progress)
+            atomic_torch_save({"state_dict": model.state_dict(), "config": config.as_dict(), "stats": stats}, path)
+            source = "trained"
     return tag_weights(model, WeightsId(f"tiny-{name}", weights_identity(model.state_dict()), source))
 
 
