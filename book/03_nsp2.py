@@ -343,9 +343,12 @@ plt.show()
 # %%
 first_seed = seeds[0]
 ran = [name for name in (seq_name, nsp2_name, frozen_name, joint_name) if (name, first_seed) in results]
-fig, axes = plt.subplots(1, len(ran), figsize=(5.5 * len(ran), 5))
-for ax, name in zip(axes, ran):
+cols = min(2, len(ran))  # two panels a row: wide enough to read each cell on a page
+fig, axes = plt.subplots(-(-len(ran) // cols), cols, figsize=(6 * cols, 5.2 * -(-len(ran) // cols)), squeeze=False)
+for ax, name in zip(axes.flat, ran):
     plot_accuracy_matrix(ax, results[(name, first_seed)].accuracy, title=f"{name} (seed {first_seed})")
+for ax in axes.flat[len(ran) :]:
+    ax.set_visible(False)
 fig.tight_layout()
 savefig(fig, out / "accuracy_matrices.png")
 plt.show()

@@ -227,9 +227,12 @@ plot_step_accuracies(ax, step_curves(accuracy_matrices(results)), title=f"{bench
 savefig(fig, out / "step_accuracies.png")
 first = seeds[0]
 shown = [m for m in ("zero-shot CLIP", "adapter-Seq", "DMNSP") if m in methods]
-fig, axes = plt.subplots(1, len(shown), figsize=(5.5 * len(shown), 4.8))
-for ax, name in zip(np.atleast_1d(axes), shown):
+cols = min(2, len(shown))  # two panels a row: wide enough to read each cell on a page
+fig, axes = plt.subplots(-(-len(shown) // cols), cols, figsize=(6 * cols, 5.2 * -(-len(shown) // cols)), squeeze=False)
+for ax, name in zip(axes.flat, shown):
     plot_accuracy_matrix(ax, results[(name, first)].accuracy, title=f"{name} (seed {first})")
+for ax in axes.flat[len(shown) :]:
+    ax.set_visible(False)
 fig.tight_layout()
 savefig(fig, out / "accuracy_matrices.png")
 

@@ -151,9 +151,9 @@ methods = method_order(runs.method)
 colours = dict(zip(methods, sns.color_palette("tab10", len(methods))))
 for benchmark, tasks_done in collect.groups(runs):
     shown = method_order(runs[(runs.benchmark == benchmark) & (runs.tasks_done == tasks_done)].method)
-    cols = min(4, len(shown))
+    cols = min(3, len(shown))  # three panels a row at most: each cell stays readable on a page
     rows = -(-len(shown) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.6 * rows), squeeze=False)
     for ax, method in zip(axes.flat, shown):
         matrix = report.mean_matrix(accuracy, benchmark, tasks_done, method)
         plot_accuracy_matrix(ax, matrix, title=method, annotate=len(matrix) <= 5)

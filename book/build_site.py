@@ -43,6 +43,12 @@ MATHJAX_KEEP = ("tex-chtml.js", "input", "output", "ui", "a11y", "sre", "adaptor
 CONF_EXTRA = """
 # Added by book/build_site.py: a static, offline book.
 extensions = [e for e in extensions if e not in ("sphinx_thebe", "sphinx_comments")]
+html_css_files = list(globals().get("html_css_files", [])) + ["nscl.css"]
+"""
+# A display equation wider than a phone's screen scrolls inside its own box instead of being cut off,
+# and so does a wide table.
+SITE_CSS = """mjx-container[display="true"] { display: block; overflow-x: auto; overflow-y: hidden; max-width: 100%; }
+div.cell_output table, div.output table { display: block; overflow-x: auto; max-width: 100%; }
 """
 
 
@@ -130,6 +136,7 @@ def assemble(
         check_notebook(nb)
         shutil.copy2(nb, out / nb.name)
     copy_mathjax(node_modules, out / "_assets")
+    (out / "_assets" / "nscl.css").write_text(SITE_CSS, encoding="utf-8")
     (out / "_toc.yml").write_text(toc_yaml(chapters), encoding="utf-8")
     jb = Path(sys.executable).with_name("jupyter-book")
     subprocess.run(

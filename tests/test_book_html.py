@@ -255,3 +255,19 @@ def test_screenshots(open_page):
     for path in ("landing.png", "chapter.png"):
         assert (SCREENSHOTS / path).stat().st_size > 10_000, f"{path} looks empty"
     assert not problems + more
+
+
+def test_display_equations_scroll_in_their_box_at_phone_width(open_page):
+    """At 375 px, a display equation wider than the screen scrolls inside its own box; nothing is cut off."""
+    page, problems = open_page("02_consistency_conditions")
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.wait_for_timeout(300)
+    boxes = page.evaluate(
+        """() => Array.from(document.querySelectorAll('mjx-container[display="true"]')).map(e => ({
+            overflow: getComputedStyle(e).overflowX, width: e.getBoundingClientRect().width,
+            inner: e.scrollWidth, right: e.getBoundingClientRect().right}))"""
+    )
+    assert boxes, "no display equation on the page"
+    assert all(b["overflow"] == "auto" for b in boxes)
+    assert all(b["right"] <= 375 + 1 for b in boxes), [b for b in boxes if b["right"] > 376][:3]
+    assert not problems
