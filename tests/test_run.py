@@ -249,3 +249,15 @@ def test_a_finished_run_read_back_writes_nothing(digits, tmp_path, monkeypatch):
                 monkeypatch.setattr(module, name, read_only)
     again, _ = setup.run_all(seeds=[0], run_root=tmp_path)
     pd.testing.assert_frame_equal(again, first)
+
+
+def test_a_field_added_later_leaves_older_runs_valid_at_its_default():
+    """DMNSPConfig.project came after the reference runs: at its default the fingerprint is what it was."""
+    from dataclasses import fields
+
+    from nscl.dmnsp.method import DMNSPConfig
+    from nscl.experiment.run import settings_of
+
+    assert "project" not in settings_of(DMNSPConfig())
+    assert settings_of(DMNSPConfig(project="update"))["project"] == "update"  # a new setting is a new run
+    assert set(settings_of(DMNSPConfig())) == {f.name for f in fields(DMNSPConfig) if f.name != "project"}

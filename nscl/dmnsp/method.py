@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -72,6 +72,9 @@ COMMON_SPACES = ("intersect", "pooled")
 
 @dataclass(frozen=True)
 class DMNSPConfig:
+    # fields added after runs were made: left out of a run's fingerprint while at their default (settings_of)
+    ADDED_LATER: ClassVar[tuple[str, ...]] = ("project",)
+
     projection: bool = True  # False: adapter-Seq
     variant: Literal["paper", "code"] = "paper"
     top_select: int = 1

@@ -28,9 +28,9 @@ import numbers
 import random
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -173,6 +173,18 @@ def repeated(data: ImageSet, repeats: int) -> ImageSet:
     return data.subset(np.tile(np.arange(len(data)), repeats))
 
 
+def settings_of(method_config: Any) -> dict:
+    """A method config as the fingerprint records it: every field, except those listed in the config class's
+    `ADDED_LATER` while they hold their default (a field added after runs were made: at its default it computes
+    what those runs computed, so they stay valid and resumable)."""
+    settings = asdict(method_config)
+    for name in getattr(type(method_config), "ADDED_LATER", ()):
+        default = next(f.default for f in fields(method_config) if f.name == name)
+        if settings.get(name) == default:
+            settings.pop(name)
+    return settings
+
+
 def _fingerprint(method: ContinualMethod, data: ContinualData, config: RunConfig) -> dict:
     cfg = asdict(config)
     for volatile in ("progress", "num_workers", "max_tasks"):
@@ -184,7 +196,7 @@ def _fingerprint(method: ContinualMethod, data: ContinualData, config: RunConfig
                 "method": method.name,
                 # which pretrained weights the run starts from: another backbone is another run
                 "backbone_weights": describe(weights_of(method, *method.modules())),
-                "method_config": asdict(method_cfg) if method_cfg is not None else None,
+                "method_config": settings_of(method_cfg) if method_cfg is not None else None,
                 "run_config": cfg,
                 "dataset": data.train.name,
                 "n_train": len(data.train),
