@@ -133,7 +133,8 @@ seeds = list(config.seeds)
 bench = experiment.benchmark
 out = output_dir("03_nsp2")
 runs = run_root or book_runs(f"nsp2-{preset}-{backbone}-{bench.id}")  # chapter 6 reads these runs back
-seq_name, nsp2_name, frozen_name, joint_name = list(experiment.methods)
+labels = {label.split("-", 1)[1]: label for label in experiment.methods}  # "VPT-NSP²" -> "NSP²": "VPT-NSP²"
+seq_name, nsp2_name, frozen_name, joint_name = labels["Seq"], labels["NSP²"], labels["frozen"], labels["joint"]
 print(
     f"benchmark {bench.id}: {bench.n_tasks} tasks, {bench.n_classes} classes; this page runs {config.selected_methods()}"
 )

@@ -69,3 +69,26 @@ def test_dmnsp_paper_preset_takes_projected_steps_at_paper_size(variant):
     losses = [method.training_step(x, labels + 2) for _ in range(2)]
     assert all(torch.isfinite(loss) for loss in losses)
     assert any((p.detach() - b).abs().max() > 0 for p, b in zip(visual, before))
+
+
+@pytest.mark.parametrize("backbone, width", [("vit", 768), ("clip", 512)])
+def test_the_prototype_classifier_runs_on_the_paper_backbones(backbone, width):
+    """SimpleCIL on ViT-B/16 (the class token) and CLIP ViT-B/16 (the image embedding), at 224 px."""
+    from nscl.dmnsp.recipe import dmnsp_experiment
+    from nscl.nsp2.recipe import build_prototype, nsp2_experiment
+
+    assert "VPT-prototype" in nsp2_experiment("paper", "vit", "cifar100-10s").methods
+    assert "prototype" in dmnsp_experiment("paper", "cifar100-10-10").methods
+    method = build_prototype("paper", backbone, "cifar100-10s", pretrained=False)
+    images = cifar_like(4, 1)
+    method.setup("cpu", "fp32")
+    first = two_tasks(4)[0]
+    method.begin_task(first)
+    labels = torch.tensor([0, 1, 0, 1])
+
+    def batches(train_transform: bool = False, **_):
+        yield method.transform(images, train=train_transform), labels
+
+    method.end_task(first, batches)
+    assert method.prototypes.shape == (2, width)
+    assert method.logits(method.transform(images, train=False)).shape == (4, 2)
