@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", metavar="FILE", help="TOML / YAML / JSON file with ExperimentConfig fields (options given here win)"
     )
     run.add_argument("--dry-run", action="store_true", help="validate and print the config, run nothing")
+    run.add_argument("--threads", type=_threads, metavar="N", help=THREADS_HELP)
     add_config_arguments(run)
 
     sweep = commands.add_parser(
@@ -198,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU slots of the local Ray (default: all cores); one point per slot without GPUs",
     )
     sweep.add_argument("--dry-run", action="store_true", help="validate and list the points, run nothing")
+    sweep.add_argument(
+        "--threads", type=_threads, metavar="N", help=THREADS_HELP + " (backend local; Ray gives each point its CPUs)"
+    )
     add_config_arguments(sweep, skip=_SWEEP_GRID)
 
     report = commands.add_parser(
@@ -252,6 +256,7 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(f"methods: {config.selected_methods()}")
     if args.dry_run:
         return 0
+    _set_threads(args.threads)
     root = config.run_root or config.default_run_root()
     try:
         frame, _ = config.run(root)
@@ -268,6 +273,30 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(summary_table(frame).to_string())
     print(f"runs in {root} (metrics.csv: one row per method and seed)")
     return 0
+
+
+THREADS_HELP = (
+    "torch threads of this process (default: torch's, one per core); with N runs side by side on N cores, "
+    "give 1 each so that they do not oversubscribe the cores (benchmarks/concurrent_runs.py measures it)"
+)
+
+
+def _threads(text: str) -> int:
+    """--threads: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 1 (torch threads)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: expected an integer >= 1 (torch threads)")
+    return value
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _cpu_slots(text: str) -> int:
@@ -313,6 +342,7 @@ def _cmd_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         print(f"  {run.key}{'  (done)' if grid.is_finished(run) else ''}")
     if args.dry_run:
         return 0
+    _set_threads(args.threads)
     try:
         outcomes = grid.sweep(runs, address=args.address, backend=args.backend, num_cpus=args.num_cpus)
     except (ValueError, RuntimeError) as err:  # settings that no point could run with: a message, not a trace

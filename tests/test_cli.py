@@ -180,3 +180,18 @@ def test_report_refuses_two_runs_of_one_method_and_seed_with_a_message(tmp_path,
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "same benchmark, method, seed and tasks done" in err and "Traceback" not in err
+
+
+def test_threads_are_set_for_this_process_and_must_be_positive(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from nscl import cli
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    cli._set_threads(1)
+    cli._set_threads(None)  # default: torch's own
+    assert calls == [1]
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "--threads", "0", "--dry-run"])
+    assert stop.value.code == 2 and "--threads: 0: expected an integer >= 1" in capsys.readouterr().err
