@@ -21,7 +21,7 @@ import json
 import sys
 import typing
 import warnings
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 from nscl.experiment.config import ExperimentConfig, _choices, describe_type, read_config_file
 
@@ -281,15 +281,25 @@ THREADS_HELP = (
 )
 
 
-def _threads(text: str) -> int:
-    """--threads: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 1 (torch threads)") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}: expected an integer >= 1 (torch threads)")
-    return value
+def _positive_int(what: str) -> Callable[[str], int]:
+    """An argparse type: an integer >= 1, refused with `what` it counts (0 Ray slots would wait forever)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < 1:
+            raise argparse.ArgumentTypeError(
+                f"{text if value is not None else repr(text)}: expected an integer >= 1 ({what})"
+            )
+        return value
+
+    return parse
+
+
+_threads = _positive_int("torch threads")
+_cpu_slots = _positive_int("CPU slots of the local Ray; every point needs one")
 
 
 def _set_threads(threads: int | None) -> None:
@@ -297,19 +307,6 @@ def _set_threads(threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(threads)
-
-
-def _cpu_slots(text: str) -> int:
-    """--num-cpus: an integer >= 1 (with 0 slots Ray would wait for one forever)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 1 (CPU slots of the local Ray)") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(
-            f"{value}: expected an integer >= 1 (CPU slots of the local Ray; every point needs one)"
-        )
-    return value
 
 
 def _cmd_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
