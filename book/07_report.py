@@ -221,10 +221,12 @@ plasticity.round(1)
 # ## 7.5 NSP² against DMNSP
 #
 # The two methods protect old tasks in different places: NSP² projects the updates of visual
-# prompts in a ViT, DMNSP the gradients of adapters in CLIP's image tower. Each runs on its own
-# backbone, so a row below compares two recipes, not two projections on one model; what each
-# projection adds is its gain over its own Seq baseline, which trains the same parameters on the same
-# backbone without it (and, for NSP², without its drift penalty): the last two columns. Where the two
+# prompts in a ViT, DMNSP the gradients of adapters in CLIP's image tower. VPT-NSP² and DMNSP run on
+# different backbones, so their rows compare two recipes, not two projections on one model; the rows of
+# CLIP-NSP² (section 7.8's ladder) put NSP²'s prompts on the tiny CLIP that DMNSP adapts, the one
+# comparison of two projections on one model. What each projection adds is its gain over its own Seq
+# baseline, which trains the same parameters on the same backbone without it (and, for NSP², without
+# its drift penalty): the last two columns of the second table. Where the two
 # sides ran different benchmarks, the gap between them also measures the images, so the gains over
 # Seq are the columns to compare.
 #
