@@ -137,26 +137,28 @@ def tidy_metrics(points: Sequence[SweepRun]) -> pd.DataFrame:
 OVERLAP_KIND = {"nsp2": ("affinity", {}), "dmnsp": ("x", {"tower": "visual"})}
 
 
-def overlap_rows(points: Sequence[SweepRun]) -> pd.DataFrame:
-    """Chapter 6's inter-task overlap (mean over task pairs, last recorded layer) from each projection run's
-    report.pt: one row per (method, benchmark, seed). Points run without their report (read back from a
-    committed grid without checkpoints) are left out."""
+def report_rows(points: Sequence[SweepRun]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """From each projection run's report.pt, read once: (overlaps, leaks).
+
+    overlaps: chapter 6's inter-task overlap (mean over task pairs, last recorded layer), one row per
+    (method, label, benchmark, seed). leaks: per DMNSP run, task and visual weight kind, the share of the
+    weights' change over the task outside the projection's range (mean over layers). Points read back
+    without their report (a grid committed without checkpoints) are left out.
+    """
     import torch
 
     from nscl.atlas import mean_task_overlap
 
-    rows = []
+    overlaps, leaks = [], []
     for point in points:
         config = point.config
         for label in config.selected_methods():
-            if "NSP²" not in label and not label.startswith("DMNSP"):
-                continue
             path = point.run_dir / slug(label) / "report.pt"
-            if not path.exists():
+            if ("NSP²" not in label and not label.startswith("DMNSP")) or not path.exists():
                 continue
             report = torch.load(path, map_location="cpu", weights_only=False)
             kind, match = OVERLAP_KIND[config.method]
-            rows.append(
+            overlaps.append(
                 {
                     "method": method_family(config),
                     "label": label,
@@ -168,30 +170,14 @@ def overlap_rows(points: Sequence[SweepRun]) -> pd.DataFrame:
                     "overlap": mean_task_overlap(report["atlas"], kind, **match),
                 }
             )
-    return pd.DataFrame(rows)
-
-
-def leak_rows(points: Sequence[SweepRun]) -> pd.DataFrame:
-    """Per DMNSP run, task and visual weight kind: the share of the weights' change over the task that lies
-    outside the projection's range (mean over layers), from the runs' report.pt."""
-    import torch
-
-    rows = []
-    for point in points:
-        config = point.config
-        for label in config.selected_methods():
-            path = point.run_dir / slug(label) / "report.pt"
-            if not label.startswith("DMNSP") or not path.exists():
-                continue
-            leak = pd.DataFrame(torch.load(path, map_location="cpu", weights_only=False).get("leak", []))
-            if leak.empty:
-                continue
-            leak = leak[leak.tower == "visual"].groupby(["task", "weight"], as_index=False).leak.mean()
-            leak.insert(0, "seed", config.seeds[0])
-            leak.insert(0, "benchmark", config.benchmark_id)
-            leak.insert(0, "label", label)
-            rows.append(leak)
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+            leak = pd.DataFrame(report.get("leak", []))
+            if not leak.empty:
+                leak = leak[leak.tower == "visual"].groupby(["task", "weight"], as_index=False).leak.mean()
+                leak.insert(0, "seed", config.seeds[0])
+                leak.insert(0, "benchmark", config.benchmark_id)
+                leak.insert(0, "label", label)
+                leaks.append(leak)
+    return pd.DataFrame(overlaps), (pd.concat(leaks, ignore_index=True) if leaks else pd.DataFrame())
 
 
 def point_seconds(points: Sequence[SweepRun]) -> pd.DataFrame:
@@ -274,10 +260,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     frame = tidy_metrics(points)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(args.out, index=False)
-    overlaps = overlap_rows(points)
+    overlaps, leaks = report_rows(points)
     if len(overlaps):
         overlaps.to_csv(args.out.with_name(f"{args.out.stem}_overlap.csv"), index=False)
-    leaks = leak_rows(points)
     if len(leaks):
         leaks.to_csv(args.out.with_name(f"{args.out.stem}_leak.csv"), index=False)
     print(format_outcomes(outcomes))

@@ -364,7 +364,7 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         with warnings.catch_warnings():  # the runs left out on purpose are listed below, once
             warnings.simplefilter("ignore")
             runs = collect.collect_runs(root, skip_unreadable=args.skip_unreadable)
-            tables = collect.report_tables(root, skip_unreadable=args.skip_unreadable)
+            tables = collect.report_tables(root, skip_unreadable=args.skip_unreadable, collected=runs)
     except ValueError as err:  # unreadable runs, or two runs of one method and seed: a message, not a trace
         print(f"report: {err}", file=sys.stderr)
         return 2

@@ -357,12 +357,12 @@ class DMNSP(ContinualMethod):
         return float(torch.prod(lam[j])) if self.config.variant == "code" else float(lam[j].mean())
 
     def _project_gradients(self) -> None:
-        for tower, j, weight, (left, right) in self._projected_weights(lambda w: w.grad.dtype):
+        for tower, j, _, weight, (left, right) in self._projected_weights(lambda w: w.grad.dtype):
             weight.grad = self._row_scale(tower, j) * TwoSidedProjection(left, right)(weight.grad)
 
     def _projected_weights(self, dtype_of):
-        """(tower, block, weight, (left, right)) for every projected adapter weight, the factors on its device
-        in `dtype_of(weight)`."""
+        """(tower, block, "down" or "up", weight, (left, right)) for every projected adapter weight, the factors
+        on its device in `dtype_of(weight)`."""
         for tower in self.towers:
             for j, adapter in enumerate(self.adapters.tower(tower)):
                 factors = weight_projection_factors(self.operators[tower], j, self.config.variant)
@@ -371,19 +371,19 @@ class DMNSP(ContinualMethod):
                     yield (
                         tower,
                         j,
+                        kind,
                         weight,
                         tuple(None if m is None else m.to(weight.device, dtype) for m in factors[kind]),
                     )
 
     def _update_projections(self) -> dict[torch.Tensor, TwoSidedProjection]:
-        return {w: TwoSidedProjection(*lr) for _, _, w, lr in self._projected_weights(lambda w: w.dtype)}
+        return {w: TwoSidedProjection(*lr) for _, _, _, w, lr in self._projected_weights(lambda w: w.dtype)}
 
     @torch.no_grad()
     def _log_leak(self, task: TaskInfo) -> None:
         names = {id(p): n for n, p in self.params.items()}
-        for tower, j, weight, factors in self._projected_weights(lambda w: torch.float64):
+        for tower, j, kind, weight, factors in self._projected_weights(lambda w: torch.float64):
             leak = leak_share(weight.detach() - self.start[names[id(weight)]], *factors)
-            kind = "down" if names[id(weight)].endswith("down_proj.weight") else "up"
             self.leak.append({"task": task.index, "tower": tower, "layer": j, "weight": kind, "leak": leak})
 
     def _log_task(self, task: TaskInfo) -> None:

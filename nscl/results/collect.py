@@ -83,15 +83,18 @@ def collect_runs(run_root: str | Path, skip_unreadable: bool = False) -> pd.Data
     return frame
 
 
-def report_tables(run_root: str | Path, skip_unreadable: bool = False) -> dict[str, pd.DataFrame]:
+def report_tables(
+    run_root: str | Path, skip_unreadable: bool = False, collected: pd.DataFrame | None = None
+) -> dict[str, pd.DataFrame]:
     """Per benchmark (and number of tasks done), mean ± std over seeds per method (nscl.results.tables.summary_table).
 
     The runs are gathered as chapter 7 gathers them (nscl.results.report.load_runs): two runs of one method and
-    seed on one benchmark (made with other settings) are refused rather than averaged.
+    seed on one benchmark (made with other settings) are refused rather than averaged. `collected`: the root's
+    `collect_runs` frame, when the caller has read it already.
     """
     tables = {}
     try:
-        frame = load_runs(run_root, skip_unreadable)
+        frame = load_runs(run_root, skip_unreadable, collected)
     except FileNotFoundError:
         return tables
     metrics = [m for m in ("last_accuracy", "average_incremental_accuracy", "forgetting") if m in frame.columns]
@@ -125,14 +128,17 @@ def resolve_run_root(run_root: str | Path) -> Path:
     return path
 
 
-def load_runs(run_root: str | Path, skip_unreadable: bool = False) -> pd.DataFrame:
+def load_runs(
+    run_root: str | Path, skip_unreadable: bool = False, collected: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per run with at least one finished task: benchmark, method, seed, tasks_done, the metrics
     (fractions), run_dir, and the run settings from config.json (epochs, batch_size, precision, device).
+    `collected`: the root's `collect_runs` frame, when the caller has read it already.
 
     Raises ValueError when two runs share benchmark, method, seed and tasks done (their mean would mix
     two settings; report on a narrower root).
     """
-    frame = collect_runs(run_root, skip_unreadable)
+    frame = collect_runs(run_root, skip_unreadable) if collected is None else collected
     if not len(frame):
         raise FileNotFoundError(f"no run under {run_root} (no metrics.json with run.json or config.json)")
     frame = frame[frame.tasks_done > 0].copy()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
 
 from nscl.results.tables import format_mean_std, paired_by_seed
@@ -30,7 +29,6 @@ __all__ = [
     "regime_table",
     "regime_sentences",
     "verdict",
-    "overlap_order",
 ]
 
 # per method family: the projection method and its controls, as the experiment labels them
@@ -141,11 +139,6 @@ def regime_table(frame: pd.DataFrame, metric: str = "last_accuracy", digits: int
             row[f"vs {r.control}: verdict"] = verdict(r.mean, r.min, r.max, r.seeds)
         rows.append(row)
     return pd.DataFrame(rows).set_index(["method", "benchmark"])
-
-
-def overlap_order(frame: pd.DataFrame) -> np.ndarray:
-    """Benchmarks from most to least overlapping tasks (mean over methods)."""
-    return frame.groupby("benchmark").overlap.mean().sort_values(ascending=False).index.to_numpy()
 
 
 _PHRASE = {"gains": "beats {control}", "loses": "loses to {control}", "ties": "ties with {control}"}
