@@ -102,7 +102,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] = 
             group.add_argument(
                 flag, nargs="+", type=_scalar(element, optional), metavar=describe_type(element).upper(), **common
             )
-        elif origin is dict or base is dict:
+        elif origin is dict or base is dict or dataclasses.is_dataclass(base):  # a dataclass: its fields as KEY=VALUE
             group.add_argument(flag, nargs="+", type=_key_value, metavar="KEY=VALUE", **common)
         else:
             kind = base if base in (int, float) else str
@@ -126,8 +126,9 @@ def _config_values(args: argparse.Namespace, skip: Sequence[str] = ()) -> dict:
     for name, value in list(given.items()):
         if isinstance(value, list) and value == [None]:
             given[name] = None
-    if "overrides" in given:
-        given["overrides"] = {**dict(values.get("overrides") or {}), **dict(given["overrides"])}
+    for name in ("overrides", "own_data"):  # KEY=VALUE on the line change the file's table, key by key
+        if name in given and given[name] is not None:
+            given[name] = {**dict(values.get(name) or values.get(name.replace("_", "-")) or {}), **dict(given[name])}
     return {**{k.replace("-", "_"): v for k, v in values.items()}, **given}
 
 
@@ -254,6 +255,15 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(str(err))
     _print_config(config)
     print(f"methods: {config.selected_methods()}")
+    if config.own_data is not None:
+        from nscl.data.benchmarks import own_data_summary
+        from nscl.data.folders import ImageFolderError
+
+        try:  # a dry run decodes every image too: an unreadable one is named before a GPU is booked
+            print(own_data_summary(config.benchmark_spec, check=args.dry_run and config.own_data.check_images))
+        except ImageFolderError as err:
+            print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+            return 2
     if args.dry_run:
         return 0
     _set_threads(args.threads)

@@ -14,8 +14,8 @@ def write_png(path, colour, size=20):
 
 
 def test_unknown_dataset_name_lists_the_choices():
-    with pytest.raises(ValueError, match="unknown dataset 'cifar10'.*cifar100"):
-        load_dataset("cifar10")
+    with pytest.raises(ValueError, match="unknown dataset 'cifar1000'.*cifar100"):
+        load_dataset("cifar1000")
     with pytest.raises(ValueError, match="split"):
         load_dataset("digits", split="val")
 

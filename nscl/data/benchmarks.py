@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
+import torch
 
+from nscl.data.base import FileImageSet
 from nscl.data.continual import ContinualData
 from nscl.data.datasets import load_dataset
 from nscl.data.domains import with_task_domains
+from nscl.data.folders import check_images, read_class_names, scan_image_folder
+from nscl.data.official import class_name_table
+from nscl.data.own import CIFAR10_CLASSES, OwnData, default_class_names, own_class_order, split_classes
 from nscl.data.protocols import (
     NOVEL_CLASSES,
     TINY_FAMILIES,
@@ -24,6 +29,9 @@ from nscl.paths import repo_data_dir
 __all__ = [
     "Benchmark",
     "BENCHMARKS",
+    "as_benchmark",
+    "own_benchmark",
+    "own_data_summary",
     "UnknownBenchmarkError",
     "load_benchmark",
     "benchmark_scenario",
@@ -41,6 +49,7 @@ class Benchmark:
     class_order: str  # "seeded": NSP²'s shuffle by numpy PCG64(2024 + seed); "shapes100_novel": the tiny
     #                            pool (nscl.data.protocols.NOVEL_CLASSES); else a data/class_orders file
     options: tuple[tuple[str, object], ...] = ()  # extra load_dataset options, e.g. (("background", "tinted"),)
+    own: OwnData | None = None  # your own data (nscl.data.own): dataset 'folder', 'cifar10' or 'cifar100'
 
     def __post_init__(self) -> None:
         # a first task may be larger than the increments (B100 Inc10); the rest must split evenly
@@ -84,12 +93,21 @@ BENCHMARKS: dict[str, Benchmark] = _BenchmarkTable(
             Benchmark("cifar100-20s", "cifar100", 100, 5, 5, "seeded", (("class_names", "nsp2"),)),
             Benchmark("imagenet-r-10s", "imagenet_r", 200, 20, 20, "seeded"),
             Benchmark("domainnet-10s", "domainnet", 200, 20, 20, "seeded"),
+            # NSP²'s long sequences (Lu et al. 2024, Table 4): the same data and class-order rule, 50 or 100 tasks
+            Benchmark("cifar100-50s", "cifar100", 100, 2, 2, "seeded", (("class_names", "nsp2"),)),
+            Benchmark("imagenet-r-50s", "imagenet_r", 200, 4, 4, "seeded"),
+            Benchmark("imagenet-r-100s", "imagenet_r", 200, 2, 2, "seeded"),
+            Benchmark("domainnet-50s", "domainnet", 200, 4, 4, "seeded"),
+            Benchmark("domainnet-100s", "domainnet", 200, 2, 2, "seeded"),
             Benchmark("cifar100-10-10", "cifar100", 100, 10, 10, "cifar100_dmnsp"),
             Benchmark("cifar100-5-5", "cifar100", 100, 5, 5, "cifar100_dmnsp"),
             Benchmark("cifar100-2-2", "cifar100", 100, 2, 2, "cifar100_dmnsp"),
             Benchmark("tinyimagenet-100-5", "tinyimagenet", 200, 100, 5, "tinyimagenet_dmnsp"),
             Benchmark("tinyimagenet-100-10", "tinyimagenet", 200, 100, 10, "tinyimagenet_dmnsp"),
             Benchmark("tinyimagenet-100-20", "tinyimagenet", 200, 100, 20, "tinyimagenet_dmnsp"),
+            # DMNSP on ImageNet-R as its lineage runs it (RL-VIG/LibContinual config/dmnsp_imgnr.yaml: B10 Inc10, 20
+            # tasks); NSP²'s split lists and seeded order (LibContinual draws its own, not published as a file)
+            Benchmark("imagenet-r-10-10", "imagenet_r", 200, 10, 10, "seeded"),
             # the tiny preset: the 50 novel shapes100 classes (unseen in pretraining) in each tiny shape
             # (nscl.data.protocols), on grey backgrounds (tiny NSP²; shapes100-10s: 10 tasks of 5) and
             # tinted ones: a domain shift from the tiny CLIP's pretraining images, so that adapters have
@@ -115,22 +133,111 @@ BENCHMARKS: dict[str, Benchmark] = _BenchmarkTable(
 )
 
 
-def _benchmark(benchmark_id: str) -> Benchmark:
-    if not isinstance(benchmark_id, str) or benchmark_id not in BENCHMARKS:
-        raise UnknownBenchmarkError(f"unknown benchmark {benchmark_id!r}; choose one of {sorted(BENCHMARKS)}")
-    return BENCHMARKS[benchmark_id]
+def as_benchmark(benchmark: str | Benchmark) -> Benchmark:
+    """A Benchmark from an id of the table, or the Benchmark itself (your own data's, `own_benchmark`)."""
+    if isinstance(benchmark, Benchmark):
+        return benchmark
+    if not isinstance(benchmark, str) or benchmark not in BENCHMARKS:
+        raise UnknownBenchmarkError(f"unknown benchmark {benchmark!r}; choose one of {sorted(BENCHMARKS)}")
+    return BENCHMARKS[benchmark]
+
+
+_benchmark = as_benchmark
+
+
+def _own_folders(own: OwnData, root: str | Path | None = None) -> tuple[str, ...]:
+    """The classes of your own data as named in files: folder names, or a named set's class names."""
+    if own.named_set == "cifar10":
+        return CIFAR10_CLASSES
+    if own.named_set == "cifar100":
+        return tuple(name for _, name in class_name_table("cifar100", "dmnsp"))
+    return scan_image_folder(own.source, own.test_fraction, own.split_seed).classes
+
+
+def own_benchmark(own: OwnData, root: str | Path | None = None) -> Benchmark:
+    """The Benchmark of your own data: its classes counted, protocol, class-order and names files checked.
+
+    A folder is listed (not decoded: `load_benchmark` decodes every image once); nscl.data.folders names
+    each way it can be wrong."""
+    folders = _own_folders(own, root)
+    first, increment = split_classes(len(folders), own)
+    if own.class_order not in ("seeded", "sorted"):
+        own_class_order(own, folders, 0)  # a bad class-order file fails now, not at load
+    if own.class_names is not None:
+        read_class_names(own.class_names, folders)
+    equal = first == increment
+    shape = f"{len(folders) // increment}s" if equal else f"{first}-{increment}"
+    return Benchmark(
+        f"own-{own.stem}-{shape}",
+        own.named_set or "folder",
+        len(folders),
+        first,
+        increment,
+        own.class_order if own.class_order in ("seeded", "sorted") else "file",
+        own=own,
+    )
+
+
+def own_data_summary(bench: Benchmark, check: bool = True) -> str:
+    """What your own data hold, in a few lines; `check` decodes every image of a folder once (named errors)."""
+    own = bench.own
+    if own is None:
+        raise ValueError(f"benchmark {bench.id!r} is not your own data")
+    sizes = f"{bench.n_tasks} tasks: {bench.initial_increment} classes first, then {bench.increment} per task"
+    if own.named_set is not None:
+        return f"{bench.id}: torchvision's {own.named_set}, {bench.n_classes} classes, {sizes}"
+    scan = scan_image_folder(own.source, own.test_fraction, own.split_seed)
+    layout = (
+        "train/ and test/" if scan.layout == "train-test" else f"one folder, {own.test_fraction:.0%} held out per class"
+    )
+    lines = [
+        f"{bench.id}: {scan.root} ({layout}), {bench.n_classes} classes, {sizes}",
+        f"images: {len(scan.train)} train, {len(scan.test)} test; per class {min(scan.counts('train'))}-"
+        f"{max(scan.counts('train'))} train",
+    ]
+    if check:
+        lines.append("checked: " + check_images([p for _, p in scan.train + scan.test]).summary())
+    return "\n".join(lines)
+
+
+def _load_own(
+    bench: Benchmark, seed: int, root: str | Path | None, download: bool, progress: bool = False
+) -> ContinualData:
+    own = bench.own
+    if own.named_set is not None:
+        options = {"class_names": "dmnsp"} if own.named_set == "cifar100" else {}
+        train = load_dataset(own.named_set, "train", root=root, download=download, **options)
+        test = load_dataset(own.named_set, "test", root=root, **options)
+        folders = _own_folders(own)
+    else:
+        scan = scan_image_folder(own.source, own.test_fraction, own.split_seed)
+        folders = scan.classes
+        if own.check_images:
+            check_images([p for _, p in scan.train + scan.test], progress=progress or len(scan.train) > 5000)
+        names = default_class_names(folders)
+        train, test = (
+            FileImageSet(own.stem, tuple(p for _, p in rows), torch.as_tensor([y for y, _ in rows]), names)
+            for rows in (scan.train, scan.test)
+        )
+    if own.class_names is not None:
+        names = read_class_names(own.class_names, folders)
+        train, test = (replace(data, classes=names) for data in (train, test))
+    scenario = Scenario(tuple(own_class_order(own, folders, seed)), bench.initial_increment, bench.increment)
+    return ContinualData(train, test, scenario)
 
 
 def load_benchmark(
-    benchmark_id: str,
+    benchmark_id: str | Benchmark,
     seed: int = 0,
     root: str | Path | None = None,
     download: bool = False,
     shapes_train_per_class: int = 100,
     shapes_test_per_class: int = 50,
 ) -> ContinualData:
-    """Train/test data of a benchmark with its scenario (class order by the benchmark's rule)."""
+    """Train/test data of a benchmark (an id, or your own data's Benchmark) with its scenario."""
     bench = _benchmark(benchmark_id)
+    if bench.own is not None:
+        return _load_own(bench, seed, root, download)
     options = dict(bench.options)
     scenario = benchmark_scenario(benchmark_id, seed)
     task_domains = options.pop("task_domains", None)
@@ -152,10 +259,12 @@ def load_benchmark(
     return ContinualData(train, test, scenario)
 
 
-def benchmark_scenario(benchmark_id: str, seed: int = 0) -> Scenario:
+def benchmark_scenario(benchmark_id: str | Benchmark, seed: int = 0) -> Scenario:
     """A benchmark's class order cut into its tasks, without loading any data."""
     bench = _benchmark(benchmark_id)
-    if bench.dataset == "shapes100":
+    if bench.own is not None:
+        order = own_class_order(bench.own, _own_folders(bench.own), seed)
+    elif bench.dataset == "shapes100":
         order = list(NOVEL_CLASSES)
     elif bench.class_order == "seeded":
         order = list(Scenario.seeded(bench.n_classes, 1, 2024 + seed).class_order)

@@ -18,6 +18,7 @@ import torch
 
 from nscl.data.base import FileImageSet, ImageSet, TensorImageSet
 from nscl.data.checksums import GENERATOR_VERSION, set_key, verify_classes
+from nscl.data.folders import IMAGE_SUFFIXES
 from nscl.data.official import DEFAULT_LINEAGE, available_lineages, class_name_table, split_list
 from nscl.data.shapes import dataset_name, make_shapes100
 from nscl.files import atomic_torch_save
@@ -25,9 +26,8 @@ from nscl.paths import cache_dir, data_root
 
 __all__ = ["DATASETS", "DatasetNotFoundError", "load_dataset"]
 
-DATASETS = ("cifar100", "imagenet_r", "domainnet", "tinyimagenet", "shapes100", "digits")
+DATASETS = ("cifar10", "cifar100", "imagenet_r", "domainnet", "tinyimagenet", "shapes100", "digits")
 SPLITS = ("train", "test")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -42,10 +42,10 @@ def load_dataset(
     class_names: str | None = None,
     **options,
 ) -> ImageSet:
-    """Load `name` ('cifar100', 'imagenet_r', 'domainnet', 'tinyimagenet', 'shapes100', 'digits').
+    """Load `name` ('cifar10', 'cifar100', 'imagenet_r', 'domainnet', 'tinyimagenet', 'shapes100', 'digits').
 
     root: data root (default $NSCL_DATA or ~/.cache/nscl/data). download: let torchvision fetch
-    CIFAR-100 when it is missing. class_names: whose names the real sets return as `classes`, 'nsp2'
+    CIFAR-10 / CIFAR-100 when it is missing. class_names: whose names the real sets return as `classes`, 'nsp2'
     or 'dmnsp' (None: the lineage that uses the set; CIFAR-100 has both: 'dmnsp' keeps its own names,
     e.g. 'aquarium_fish', 'nsp2' reads 'aquarium fish'). options: loader-specific (n_per_class,
     image_size, seed for shapes100; storage_size for folder sets; split_lists for ImageNet-R).
@@ -54,6 +54,10 @@ def load_dataset(
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if name == "cifar10":
+        if class_names is not None:
+            raise ValueError(f"class_names={class_names!r}: cifar10 has a single set of names (torchvision's)")
+        return _cifar10(split, data_root(root), download=download, **options)
     if name in ("shapes100", "digits"):
         if class_names is not None:
             raise ValueError(
@@ -109,32 +113,54 @@ def _read_cifar_pickle(path: Path) -> dict:
         return pickle.load(f, encoding="latin1")
 
 
-def _cifar100(split: str, root: Path, names: tuple[tuple[str, str], ...], download: bool = False) -> TensorImageSet:
-    """CIFAR-100 from the official python pickles (the layout torchvision downloads)."""
-    base = root / "cifar-100-python"
-    if download and not all((base / f).is_file() for f in ("train", "test", "meta")):
-        import torchvision
-
+def _cifar_files(title: str, root: Path, folder: str, files: tuple[str, ...], download: bool, fetch) -> Path:
+    """The folder of a CIFAR set's pickles (torchvision's layout), downloaded by torchvision when asked."""
+    base = root / folder
+    archive = f"{folder.replace('-batches', '').replace('-python', '')}-python.tar.gz"
+    if download and not all((base / f).is_file() for f in files):
         try:
-            torchvision.datasets.CIFAR100(str(root), train=True, download=True)
+            fetch(str(root), train=True, download=True)
         except (RuntimeError, OSError) as err:  # no network, or a broken archive
             raise DatasetNotFoundError(
-                f"CIFAR-100 could not be downloaded to {root}: {err}. Download "
-                f"cifar-100-python.tar.gz elsewhere and extract it under {root}."
+                f"{title} could not be downloaded to {root}: {err}. Download {archive} elsewhere and extract it "
+                f"under {root}."
             ) from err
     how = (
-        f"Either pass download=True (needs internet), or extract "
-        f"https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz under {root} so that {base}/{{train,test,meta}} "
-        f"exist, or point NSCL_DATA / root at the folder that holds 'cifar-100-python'."
+        f"Either pass download=True (needs internet), or extract https://www.cs.toronto.edu/~kriz/{archive} under "
+        f"{root} so that {base}/{{{','.join(files)}}} exist, or point NSCL_DATA / root at the folder that holds "
+        f"'{folder}'."
     )
     if not base.is_dir():
-        raise DatasetNotFoundError(f"CIFAR-100 not found: expected the folder {base} with train, test and meta. {how}")
-    missing = [f for f in ("train", "test", "meta") if not (base / f).is_file()]
+        raise DatasetNotFoundError(f"{title} not found: expected the folder {base} with {', '.join(files)}. {how}")
+    missing = [f for f in files if not (base / f).is_file()]
     if missing:
         raise DatasetNotFoundError(
-            f"CIFAR-100 at {base} is incomplete: {', '.join(missing)} missing (it needs train, "
-            f"test and meta; an interrupted download or extraction?). {how}"
+            f"{title} at {base} is incomplete: {', '.join(missing)} missing (an interrupted download or "
+            f"extraction?). {how}"
         )
+    return base
+
+
+def _cifar10(split: str, root: Path, download: bool = False) -> TensorImageSet:
+    """CIFAR-10 from the official python pickles (torchvision's layout: cifar-10-batches-py/)."""
+    import torchvision
+
+    batches = tuple(f"data_batch_{i}" for i in range(1, 6))
+    files = batches + ("test_batch", "batches.meta")
+    base = _cifar_files("CIFAR-10", root, "cifar-10-batches-py", files, download, torchvision.datasets.CIFAR10)
+    blobs = [_read_cifar_pickle(base / f) for f in (batches if split == "train" else ("test_batch",))]
+    data = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in blobs]).reshape(-1, 3, 32, 32)
+    labels = [y for b in blobs for y in b["labels"]]
+    classes = tuple(_read_cifar_pickle(base / "batches.meta")["label_names"])
+    return TensorImageSet("cifar10", torch.from_numpy(data.copy()), torch.as_tensor(labels, dtype=torch.long), classes)
+
+
+def _cifar100(split: str, root: Path, names: tuple[tuple[str, str], ...], download: bool = False) -> TensorImageSet:
+    """CIFAR-100 from the official python pickles (the layout torchvision downloads)."""
+    import torchvision
+
+    files = ("train", "test", "meta")
+    base = _cifar_files("CIFAR-100", root, "cifar-100-python", files, download, torchvision.datasets.CIFAR100)
     blob = _read_cifar_pickle(base / split)
     # The pickle's fine labels are the official labels of both lineages; only the names differ.
     lookup = _label_lookup(names)

@@ -14,6 +14,7 @@ from typing import Iterator
 import torch
 
 from nscl.data.base import FileImageSet, ImageSet, TensorImageSet
+from nscl.data.folders import to_rgb
 from nscl.data.transforms import AUGMENTATIONS, BatchTransform, Images
 
 __all__ = ["BatchTransform", "iterate_batches", "AUGMENTATIONS"]
@@ -33,7 +34,7 @@ class _DecodedFiles(torch.utils.data.Dataset):
         from torchvision.transforms.v2 import functional as TF
 
         with Image.open(self.data.paths[i]) as img:
-            t = TF.pil_to_tensor(img.convert("RGB"))
+            t = TF.pil_to_tensor(to_rgb(img))  # grey, RGBA, CMYK, 16-bit: RGB (nscl.data.folders)
         if self.data.storage_size is not None:
             t = TF.resize(t, [self.data.storage_size], antialias=True)
         return t, self.data.targets[i]

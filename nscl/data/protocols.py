@@ -1,10 +1,11 @@
-"""The ten paper protocols, the tiny protocols that mirror their shapes, and the map between them.
+"""The papers' protocols, the tiny protocols that mirror their shapes, and the map between them.
 
 A protocol's *shape* is its number of tasks and how the classes are shared out among them. The
 papers vary the shape to ask two questions, and a CPU grid on the 50 novel shapes100 classes (the
 tiny preset's pool, unseen in the tiny backbones' pretraining) asks both:
 
-* few long tasks or many short ones (NSP²: CIFAR-100 in 10 or 20 tasks; DMNSP: 10, 20 or 50);
+* few long tasks or many short ones (NSP²: CIFAR-100 in 10, 20 or 50 tasks, ImageNet-R and DomainNet in
+  10, 50 or 100; DMNSP: 10, 20 or 50, ImageNet-R in 20);
 * a large first task followed by small increments (DMNSP: TinyImageNet, 100 classes then 5/10/20).
 
 Tiny protocols (always the 50 novel classes, in `nscl.data.protocols.NOVEL_CLASSES` order):
@@ -38,10 +39,16 @@ makes a task-local loss, NSP²'s task head and DMNSP's local cross-entropy alike
 | tinyimagenet-100-20 | 100 + 5 x 20  | 25-5 | exact: half the pool, then 5 increments of 10% (6 tasks) |
 | tinyimagenet-100-10 | 100 + 10 x 10 | 25-5 | the only large-base split (25 left: 5 of 5 or 25 of 1) |
 | tinyimagenet-100-5  | 100 + 20 x 5  | 25-5 | as tinyimagenet-100-10 |
+| cifar100-50s        | 50 x 2        | 25s  | as cifar100-2-2 |
+| imagenet-r-50s      | 50 x 4        | 25s  | the most tasks the pool gives without 1-class tasks |
+| domainnet-50s       | 50 x 4        | 25s  | as imagenet-r-50s |
+| imagenet-r-100s     | 100 x 2       | 25s  | as imagenet-r-50s |
+| domainnet-100s      | 100 x 2       | 25s  | as imagenet-r-50s |
+| imagenet-r-10-10    | 20 x 10       | 25s  | as cifar100-20s |
 
 What the tiny grid cannot mirror: cifar100-20s/5-5 and cifar100-2-2 share one look-alike (the
 20-vs-50-task contrast has no twin), and so do the three TinyImageNet protocols (their 6/11/21-task
-ladder has none). `5s` has no paper twin: it is the few-long-tasks end of the 5/10/25 ladder.
+ladder has none) and NSP²'s long sequences (Lu et al. 2024, Table 4: 50 and 100 tasks, both 25s). `5s` has no paper twin: it is the few-long-tasks end of the 5/10/25 ladder.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ __all__ = [
     "BASE_CLASSES",
     "NOVEL_CLASSES",
     "NSP2_PROTOCOLS",
+    "NSP2_LONG_PROTOCOLS",
     "DMNSP_PROTOCOLS",
     "PAPER_PROTOCOLS",
     "TinyShape",
@@ -71,7 +79,9 @@ __all__ = [
     "lookalike",
 ]
 
-NSP2_PROTOCOLS = ("cifar100-10s", "cifar100-20s", "imagenet-r-10s", "domainnet-10s")
+NSP2_PROTOCOLS = ("cifar100-10s", "cifar100-20s", "imagenet-r-10s", "domainnet-10s")  # NSP² Table 1
+# NSP²'s long sequences (Table 4): 50 and 100 tasks
+NSP2_LONG_PROTOCOLS = ("cifar100-50s", "imagenet-r-50s", "domainnet-50s", "imagenet-r-100s", "domainnet-100s")
 DMNSP_PROTOCOLS = (
     "cifar100-10-10",
     "cifar100-5-5",
@@ -79,8 +89,9 @@ DMNSP_PROTOCOLS = (
     "tinyimagenet-100-5",
     "tinyimagenet-100-10",
     "tinyimagenet-100-20",
+    "imagenet-r-10-10",  # its lineage's ImageNet-R (RL-VIG/LibContinual config/dmnsp_imgnr.yaml)
 )
-PAPER_PROTOCOLS = NSP2_PROTOCOLS + DMNSP_PROTOCOLS
+PAPER_PROTOCOLS = NSP2_PROTOCOLS + NSP2_LONG_PROTOCOLS + DMNSP_PROTOCOLS
 TINY_POOL = 50  # the novel shapes100 classes
 # the tiny recipe's background per method (why: the module docstring)
 TINY_BACKGROUND = {"nsp2": "grey", "dmnsp": "tinted"}
@@ -133,6 +144,7 @@ class LookAlike:
 
 _SAME_COUNT = "same 10 tasks, each 10% of the classes"
 _LARGE_BASE = "the only large-base split (25 left: 5 of 5 or 25 of 1)"
+_MOST_TASKS = "the most tasks the pool gives without 1-class tasks"
 LOOKALIKES: dict[str, LookAlike] = {
     a.paper: a
     for a in [
@@ -146,6 +158,12 @@ LOOKALIKES: dict[str, LookAlike] = {
         LookAlike("tinyimagenet-100-20", "25-5", "exact: half the pool, then 5 increments of 10% (6 tasks)"),
         LookAlike("tinyimagenet-100-10", "25-5", _LARGE_BASE),
         LookAlike("tinyimagenet-100-5", "25-5", "as tinyimagenet-100-10"),
+        LookAlike("cifar100-50s", "25s", "as cifar100-2-2"),
+        LookAlike("imagenet-r-50s", "25s", _MOST_TASKS),
+        LookAlike("domainnet-50s", "25s", "as imagenet-r-50s"),
+        LookAlike("imagenet-r-100s", "25s", "as imagenet-r-50s"),
+        LookAlike("domainnet-100s", "25s", "as imagenet-r-50s"),
+        LookAlike("imagenet-r-10-10", "25s", "as cifar100-20s"),
     ]
 }
 

@@ -221,12 +221,15 @@ def nsp2_transform(
     TinyImageNet (NSP² on DMNSP's protocols) has no branch in the official code. It is a folder set
     of ImageNet photos read from files as ImageNet-R and DomainNet are, so it takes their pipeline:
     ImageNet policy, bilinear, 64 px images upsampled by the crop (and by the eval resize to 256).
+    Your own data (nscl.data.own) likewise: an image folder ('folder') takes the folder-set pipeline,
+    CIFAR-10 CIFAR-100's.
     """
-    folder_sets = ("imagenet_r", "domainnet", "tinyimagenet")
-    if dataset not in ("cifar100",) + folder_sets:
+    folder_sets = ("imagenet_r", "domainnet", "tinyimagenet", "folder")
+    cifar_sets = ("cifar100", "cifar10")
+    if dataset not in cifar_sets + folder_sets:
         raise ValueError(
-            f"dataset={dataset!r}: NSP²'s transforms cover 'cifar100' and the folder sets "
-            f"{folder_sets} (TinyImageNet: the folder-set pipeline)"
+            f"dataset={dataset!r}: NSP²'s transforms cover {cifar_sets} and the folder sets "
+            f"{folder_sets} (TinyImageNet and your own folders: the folder-set pipeline)"
         )
     if backbone not in ("vit", "clip"):
         raise ValueError(f"backbone={backbone!r}: choose 'vit' or 'clip'")

@@ -7,13 +7,15 @@ normalisation, "a bad photo of a {}.", TOP_SELECT 1, TOP_K_RATIO 0.1, LAMBDA_SCA
 experiment's default seed). Deviation: the official code evaluates with the *training* transform
 (random crops); nscl evaluates with a deterministic resize.
 
-On all ten paper protocols (NSP²'s too): the six official configs (RL-VIG/DMNSP@4c1c2f1
+On every paper protocol (NSP²'s too): the six official configs (RL-VIG/DMNSP@4c1c2f1
 configs/class/*.yaml) set the same training values and differ in the split (initial_increment,
 increment) and data set only, and the method reads no data-set-specific setting (one prompt
 template, CLIP's transform for every set), so the recipe above is the one DMNSP would use anywhere.
 The authors' lab's ImageNet-R config agrees (RL-VIG/LibContinual@35108fa config/dmnsp_imgnr.yaml:
 AdamW lr 1e-3, weight decay 0, 30 warm-up iterations, 4 epochs, batch 128, the same template, on
-20 tasks of 10). The data stay the benchmark's: NSP²'s protocols keep their seeded
+20 tasks of 10, evaluated task-aware: compare the report's `*_task_aware` columns; `imagenet-r-10-10` is that
+protocol, on NSP²'s ImageNet-R split and seeded order, since LibContinual draws its own at run time). The data
+stay the benchmark's: NSP²'s protocols keep their seeded
 class order and NSP²'s class names in the prompt ("a bad photo of a aquarium fish."). Seeds: the
 official 32 on DMNSP's protocols; on NSP²'s the seed also draws the class order (PCG64(2024 + seed)),
 so the default is NSP²'s seed 0, the order NSP² reports.
@@ -25,6 +27,10 @@ so the default is NSP²'s seed 0, the order NSP² reports.
 | cifar100-10s, cifar100-20s                 | DMNSP's config (as cifar100-10-10)   | (0,)          |
 | imagenet-r-10s                             | DMNSP's config (LibContinual agrees) | (0,)          |
 | domainnet-10s                              | DMNSP's config                       | (0,)          |
+| cifar100-50s                               | DMNSP's config                       | (0,)          |
+| imagenet-r-50s, imagenet-r-100s            | DMNSP's config                       | (0,)          |
+| domainnet-50s, domainnet-100s              | DMNSP's config                       | (0,)          |
+| imagenet-r-10-10                           | LibContinual's dmnsp_imgnr.yaml      | (0,)          |
 
 Every row: AdamW lr 1e-3, weight decay 0, 30 warm-up iterations, 4 epochs, batch 128.
 
@@ -59,11 +65,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Sequence
 
-from nscl.data.benchmarks import BENCHMARKS, load_benchmark
+from nscl.data.benchmarks import Benchmark, as_benchmark, load_benchmark
 from nscl.data.loading import BatchTransform
 from nscl.data.protocols import DMNSP_PROTOCOLS, PAPER_PROTOCOLS, TINY_IMAGE_SIZE
 from nscl.dmnsp.method import DMNSP, DMNSPConfig
-from nscl.experiment.experiment import Experiment, check_preset
+from nscl.experiment.experiment import Experiment, check_preset, check_tiny
 from nscl.experiment.run import RunConfig
 from nscl.methods.prototype import PrototypeClassifier, PrototypeConfig
 from nscl.methods.zeroshot import ZeroShotCLIP
@@ -94,22 +100,18 @@ VARIANTS: dict[str, dict] = {
 
 
 def dmnsp_recipe(
-    preset: str = "tiny", benchmark: str | None = None, device: str = "cpu"
-) -> tuple[str, DMNSPConfig, RunConfig]:
+    preset: str = "tiny", benchmark: str | Benchmark | None = None, device: str = "cpu"
+) -> tuple[str | Benchmark, DMNSPConfig, RunConfig]:
     """(benchmark, method config, run config) of a preset. `paper` is the official configs' recipe; to
     reproduce the published numbers run its `code` variant (see the module docstring for why)."""
     check_preset(preset)
     if preset == "tiny":
         benchmark = benchmark or "shapes100-tinted-10s"
-        if BENCHMARKS[benchmark].dataset != "shapes100":
-            raise ValueError(
-                f"the tiny preset runs on shapes100 benchmarks (its CLIP was pretrained there); got "
-                f"{benchmark!r}: use preset='paper'"
-            )
+        check_tiny(benchmark)
         cfg = DMNSPConfig(lr=1e-2, warmup_steps=5, basis_batch_size=128, energy_threshold=0.985, common_space="pooled")
         return benchmark, cfg, RunConfig(epochs=10, batch_size=32, eval_batch_size=256, device=device)
     benchmark = benchmark or "cifar100-10-10"
-    if benchmark not in PAPER_PROTOCOLS:
+    if as_benchmark(benchmark).own is None and as_benchmark(benchmark).id not in PAPER_PROTOCOLS:
         raise ValueError(
             f"the paper preset runs on the papers' protocols {list(PAPER_PROTOCOLS)}; got {benchmark!r}"
             + (" (a shapes100 benchmark: use preset='tiny')" if str(benchmark).startswith("shapes100") else "")
@@ -119,9 +121,11 @@ def dmnsp_recipe(
     return benchmark, cfg, RunConfig(epochs=4, batch_size=128, eval_batch_size=256, device=device, num_workers=8)
 
 
-def paper_default_seeds(benchmark: str) -> tuple[int, ...]:
-    """The paper recipe's seeds: the official 32, or NSP²'s 0 where the seed draws the class order."""
-    return (0,) if BENCHMARKS[benchmark].class_order == "seeded" else (32,)
+def paper_default_seeds(benchmark: str | Benchmark) -> tuple[int, ...]:
+    """The paper recipe's seeds: the official 32 on DMNSP's class-order files, else 0 (NSP²'s seeded orders and
+    your own data)."""
+    bench = as_benchmark(benchmark)
+    return (0,) if bench.class_order == "seeded" or bench.own is not None else (32,)
 
 
 def build_clip_for(preset: str, pretrained: bool = True):
@@ -137,7 +141,7 @@ def build_clip_for(preset: str, pretrained: bool = True):
 
 def dmnsp_experiment(
     preset: str = "tiny",
-    benchmark: str | None = None,
+    benchmark: str | Benchmark | None = None,
     device: str = "cpu",
     data_root: str | None = None,
     download: bool = False,
@@ -184,7 +188,7 @@ def dmnsp_experiment(
         methods["joint"] = adapters(projection=False, loss_over="seen", name="joint")
         overrides["joint"] = {"joint": True}
     return Experiment(
-        benchmark=BENCHMARKS[benchmark],
+        benchmark=as_benchmark(benchmark),
         data=lambda seed: load_benchmark(benchmark, seed, root=data_root, download=download),
         run=run,
         methods=methods,

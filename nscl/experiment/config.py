@@ -7,7 +7,7 @@
 
 Everything is checked when the config is built, before any data is loaded or any weight is made:
 unknown field names, wrong types, values out of range, a method/backbone/benchmark mismatch (DMNSP
-with a ViT, a paper preset on a tiny benchmark; either method runs on all ten paper protocols),
+with a ViT, a paper preset on a tiny benchmark; either method runs on every paper protocol and on your own data),
 method overrides against the fields and types of NSP2Config / DMNSPConfig, and a missing data root
 for a real data set. Each error is one ValueError naming the field, the value and what is accepted.
 
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
+from nscl.data.own import OwnData
 from nscl.experiment.coerce import check_parameters, coerce, describe_type, message, plain, read_config_file, suggest
 
 __all__ = [
@@ -46,6 +47,7 @@ RESERVED_OVERRIDES = {
 }
 # the folder each real data set needs under the data root (see nscl.data.datasets)
 _DATA_FOLDERS = {
+    "cifar10": "cifar-10-batches-py",
     "cifar100": "cifar-100-python",
     "imagenet_r": "imagenet-r",
     "domainnet": "domainnet",
@@ -94,6 +96,12 @@ class ExperimentConfig:
         None,
         "benchmark id; None: the preset's default (tiny: shapes100-10s for nsp2, shapes100-tinted-10s for dmnsp)",
         _benchmark_ids,
+    )
+    own_data: OwnData | None = _f(
+        None,
+        "your own data instead of a benchmark id: an image folder or cifar10 / cifar100 and the protocol, e.g. "
+        "{'source': 'pets/', 'tasks': 5}; on the command line: --own-data source=pets/ tasks=5 "
+        "(fields: nscl.data.own.OwnData)",
     )
     seeds: tuple[int, ...] | None = _f(
         None, "seeds to run; None: the recipe's own (tiny 0, DMNSP paper 32, 0 on NSP²'s seeded protocols)"
@@ -178,9 +186,18 @@ class ExperimentConfig:
             )
         if self.variants is not None and not self.variants:
             raise ValueError(message("variants", self.variants, f"a non-empty list of {list(_variant_names())}"))
+        if self.own_data is not None and self.benchmark is not None:
+            raise ValueError(
+                message(
+                    "benchmark",
+                    self.benchmark,
+                    f"None when own_data is given (own_data={self.own_data.source!r} is the benchmark); give one",
+                )
+            )
+        bench = self._own_benchmark()
+        object.__setattr__(self, "_bench", bench)
         benchmark = self.benchmark_id
-        bench = BENCHMARKS[benchmark]
-        if self.preset == "tiny" and bench.dataset != "shapes100":
+        if self.preset == "tiny" and bench.dataset != "shapes100" and bench.own is None:
             tiny = [b for b, v in BENCHMARKS.items() if v.dataset == "shapes100"]
             raise ValueError(
                 message(
@@ -253,26 +270,52 @@ class ExperimentConfig:
             raise ValueError(f"ExperimentConfig.overrides={self.overrides!r}: {err}") from None
         return checked
 
+    def _own_benchmark(self):
+        """The benchmark: the table's (by id or the preset's default), or your own data's (folder listed, protocol,
+        class-order and names files checked: nscl.data.folders names what is wrong)."""
+        from nscl.data.benchmarks import BENCHMARKS, own_benchmark
+        from nscl.data.folders import ImageFolderError
+
+        if self.own_data is None:
+            return BENCHMARKS[self.benchmark_id]
+        if self.own_data.named_set is not None:
+            self._check_data_root_for(self.own_data.named_set, f"own_data={self.own_data.source!r}")
+        try:
+            return own_benchmark(self.own_data, self.data_root)
+        except ImageFolderError as err:
+            # the same error class (a test or a caller can tell the cases apart), the field named
+            raise type(err)(f"ExperimentConfig.own_data: {err}") from None
+
+    @property
+    def benchmark_spec(self):
+        """The `Benchmark` this config runs (nscl.data.benchmarks): the table's, or your own data's."""
+        return self._bench
+
     def _check_data_root(self, bench) -> None:
-        if bench.dataset not in _DATA_FOLDERS:
+        if bench.own is None:
+            self._check_data_root_for(bench.dataset, f"benchmark {bench.id!r}")
+
+    def _check_data_root_for(self, dataset: str, what: str) -> None:
+        if dataset not in _DATA_FOLDERS:
             return  # shapes100 and digits are generated here
         from nscl.paths import data_root
 
         root = data_root(self.data_root)
-        folder = root / _DATA_FOLDERS[bench.dataset]
-        if self.download and bench.dataset == "cifar100":
+        folder = root / _DATA_FOLDERS[dataset]
+        if self.download and dataset in ("cifar10", "cifar100"):
             return
         if not root.is_dir() or not folder.exists():
             given = "given" if self.data_root is not None else "from $NSCL_DATA or the default ~/.cache/nscl/data"
             where = f"{root} ({given})"
-            missing = "does not exist" if not root.is_dir() else f"has no {_DATA_FOLDERS[bench.dataset]}/"
-            how = "; or download=True (CIFAR-100 only, needs internet)" if bench.dataset == "cifar100" else ""
+            missing = "does not exist" if not root.is_dir() else f"has no {_DATA_FOLDERS[dataset]}/"
+            cifar = dataset in ("cifar10", "cifar100")
+            how = "; or download=True (CIFAR-10 / CIFAR-100 only, needs internet)" if cifar else ""
             raise ValueError(
                 message(
                     "data_root",
                     self.data_root,
-                    f"a folder holding {_DATA_FOLDERS[bench.dataset]}/ "
-                    f"for benchmark {bench.id!r}: {where} {missing}. Set data_root / $NSCL_DATA "
+                    f"a folder holding {_DATA_FOLDERS[dataset]}/ "
+                    f"for {what}: {where} {missing}. Set data_root / $NSCL_DATA "
                     f"to where the data set is prepared (see nscl.data.datasets){how}",
                 )
             )
@@ -284,6 +327,8 @@ class ExperimentConfig:
 
     @property
     def benchmark_id(self) -> str:
+        if self.own_data is not None:
+            return self._bench.id
         if self.benchmark is not None:
             return self.benchmark
         if self.preset == "tiny":
@@ -321,10 +366,15 @@ class ExperimentConfig:
         if self.method == "nsp2":
             from nscl.nsp2.recipe import nsp2_recipe
 
-            return nsp2_recipe(self.preset, self.backbone_id, self.benchmark_id, device, self.clip_prompt_layers)
+            return nsp2_recipe(self.preset, self.backbone_id, self._recipe_benchmark, device, self.clip_prompt_layers)
         from nscl.dmnsp.recipe import dmnsp_recipe
 
-        return dmnsp_recipe(self.preset, self.benchmark_id, device)
+        return dmnsp_recipe(self.preset, self._recipe_benchmark, device)
+
+    @property
+    def _recipe_benchmark(self):
+        """What the recipes take: a table id, or your own data's Benchmark."""
+        return self._bench if self.own_data is not None else self.benchmark_id
 
     def _build(self, device: str, frozen: bool):
         if self.method == "nsp2":
@@ -333,7 +383,7 @@ class ExperimentConfig:
             return nsp2_experiment(
                 self.preset,
                 self.backbone_id,
-                self.benchmark_id,
+                self._recipe_benchmark,
                 device=device,
                 data_root=self.data_root,
                 download=self.download,
@@ -344,7 +394,7 @@ class ExperimentConfig:
 
         return dmnsp_experiment(
             self.preset,
-            self.benchmark_id,
+            self._recipe_benchmark,
             device=device,
             data_root=self.data_root,
             download=self.download,
@@ -414,6 +464,7 @@ class ExperimentConfig:
             value = getattr(self, f.name)
             out[f.name] = list(value) if isinstance(value, tuple) else value
         out["overrides"] = plain(self.overrides)
+        out["own_data"] = plain(self.own_data)
         return out
 
     def replace(self, **changes) -> ExperimentConfig:

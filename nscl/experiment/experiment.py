@@ -22,14 +22,14 @@ from typing import Callable, Literal, Mapping, Sequence
 
 import pandas as pd
 
-from nscl.data.benchmarks import Benchmark, reference_results
+from nscl.data.benchmarks import Benchmark, as_benchmark, reference_results
 from nscl.data.continual import ContinualData
 from nscl.experiment.result import RunResult, metrics_frame, slug
 from nscl.experiment.run import RunConfig, run_continual
 from nscl.files import atomic_write_text
 from nscl.methods.base import ContinualMethod
 
-__all__ = ["Experiment", "compare", "PRESETS", "check_preset", "check_seeds", "merge_metrics_csv"]
+__all__ = ["Experiment", "compare", "PRESETS", "check_preset", "check_seeds", "check_tiny", "merge_metrics_csv"]
 
 PRESETS = ("tiny", "paper")
 
@@ -151,8 +151,19 @@ class Experiment:
         """The papers' numbers for this benchmark as a printable table, or why there are none."""
         frame = self.reference()
         if not len(frame):
-            return f"no published numbers for {self.benchmark.id} (the tiny benchmark is ours)"
+            whose = "your own data" if self.benchmark.own is not None else "the tiny benchmark is ours"
+            return f"no published numbers for {self.benchmark.id} ({whose})"
         return frame[["method", "metric", "value", "source"]].to_string(index=False)
+
+
+def check_tiny(benchmark: str | Benchmark) -> None:
+    """The tiny preset runs on shapes100 (its backbones' pretraining) and on your own data (a plumbing check)."""
+    bench = as_benchmark(benchmark)
+    if bench.dataset != "shapes100" and bench.own is None:
+        raise ValueError(
+            f"the tiny preset runs on shapes100 benchmarks (its backbones were pretrained there) and on your own "
+            f"data; got {bench.id!r}: use preset='paper'"
+        )
 
 
 def check_preset(preset: str) -> Literal["tiny", "paper"]:

@@ -10,13 +10,19 @@ Paper (zugexiaodui/VPTinNSforCL train_*.sh; Lu et al. 2024, App. B):
   classifier with a trainable logit scale, lr 0.001, batch 220, 10 epochs x 2 passes, temperature 1,
   eta 0.98, classifier refinement from class statistics after every task.
 
-On all ten paper protocols (DMNSP's too): the recipe NSP²'s scripts would use there. Everything
+On every paper protocol (DMNSP's too): the recipe NSP²'s scripts would use there. Everything
 but the VPT temperature and eta is the same on every protocol in the official scripts, CLIP's
 recipe included, so only those two follow a source: the protocol itself, or NSP²'s closest own one
 (same data set and the same or nearest task size; for TinyImageNet, ImageNet-R: the other
 ImageNet-derived 200-class folder set, whose classes are ImageNet-1k classes as TinyImageNet's are).
 NSP²'s CIFAR-100 values move with the task count (28 / 0.97 at 10 tasks, 25 / 0.95 at 20); we take
 the nearest tuned point and do not extrapolate to 50 tasks (cifar100-2-2) or 21 (tinyimagenet-100-5).
+NSP²'s long sequences (Table 4: 50 and 100 tasks) have no script and no stated values: its ‡ rows use
+"the default" eta below 1 and † rows none (eta 1: `overrides={"conditions": {"eta1": 1, "eta2": 1}}`), so the
+recipe takes the data set's 10-task values (CIFAR-100: the 20-task ones, the nearest), the ‡ setting.
+
+Your own data (nscl.data.own): a folder takes the folder-set values and pipeline (ImageNet-R's, the
+broadest of NSP²'s tuned points), CIFAR-10 / CIFAR-100 by name CIFAR-100's at 10 tasks or fewer, else 20.
 
 | protocol            | VPT values from | temperature | eta  | transforms (nsp2_transform) |
 | ------------------- | --------------- | ----------- | ---- | --------------------------- |
@@ -30,6 +36,12 @@ the nearest tuned point and do not extrapolate to 50 tasks (cifar100-2-2) or 21 
 | tinyimagenet-100-5  | imagenet-r-10s  | 30          | 0.94 | folder set                  |
 | tinyimagenet-100-10 | imagenet-r-10s  | 30          | 0.94 | folder set                  |
 | tinyimagenet-100-20 | imagenet-r-10s  | 30          | 0.94 | folder set                  |
+| cifar100-50s        | cifar100-20s    | 25          | 0.95 | cifar100                    |
+| imagenet-r-50s      | imagenet-r-10s  | 30          | 0.94 | folder set                  |
+| imagenet-r-100s     | imagenet-r-10s  | 30          | 0.94 | folder set                  |
+| domainnet-50s       | domainnet-10s   | 30          | 0.95 | folder set                  |
+| domainnet-100s      | domainnet-10s   | 30          | 0.95 | folder set                  |
+| imagenet-r-10-10    | imagenet-r-10s  | 30          | 0.94 | folder set                  |
 
 The data stay the benchmark's own: DMNSP's protocols keep their class-order files and names.
 TinyImageNet is a folder set of ImageNet photos, which the official code has no branch for; it
@@ -70,10 +82,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Literal
 
-from nscl.data.benchmarks import BENCHMARKS, load_benchmark
+from nscl.data.benchmarks import Benchmark, as_benchmark, load_benchmark
 from nscl.data.protocols import NSP2_PROTOCOLS, PAPER_PROTOCOLS
 from nscl.data.transforms import nsp2_transform
-from nscl.experiment.experiment import Experiment, check_preset
+from nscl.experiment.experiment import Experiment, check_preset, check_tiny
 from nscl.experiment.run import RunConfig
 from nscl.methods.prototype import PrototypeClassifier, PrototypeConfig
 from nscl.models import backbones, tiny
@@ -104,6 +116,12 @@ VPT_SOURCE: dict[str, str] = {
     "tinyimagenet-100-5": "imagenet-r-10s",
     "tinyimagenet-100-10": "imagenet-r-10s",
     "tinyimagenet-100-20": "imagenet-r-10s",
+    "cifar100-50s": "cifar100-20s",
+    "imagenet-r-50s": "imagenet-r-10s",
+    "imagenet-r-100s": "imagenet-r-10s",
+    "domainnet-50s": "domainnet-10s",
+    "domainnet-100s": "domainnet-10s",
+    "imagenet-r-10-10": "imagenet-r-10s",
 }
 
 
@@ -118,8 +136,13 @@ def _templates() -> tuple[str, ...]:
     return tuple(t("{}") if callable(t) else t for t in OPENAI_IMAGENET_TEMPLATES)
 
 
-def vpt_source(benchmark: str) -> str:
-    """The NSP² protocol whose VPT hyper-parameters the paper recipe uses on `benchmark`."""
+def vpt_source(benchmark: str | Benchmark) -> str:
+    """The NSP² protocol whose VPT hyper-parameters the paper recipe uses on `benchmark` (or your own data's)."""
+    if isinstance(benchmark, Benchmark) and benchmark.own is not None:
+        if benchmark.dataset == "folder":
+            return "imagenet-r-10s"
+        return "cifar100-10s" if benchmark.n_tasks <= 10 else "cifar100-20s"
+    benchmark = benchmark.id if isinstance(benchmark, Benchmark) else benchmark
     if benchmark not in VPT_SOURCE:
         raise ValueError(
             f"the paper preset runs on the papers' protocols {list(PAPER_PROTOCOLS)}; got {benchmark!r}"
@@ -128,28 +151,20 @@ def vpt_source(benchmark: str) -> str:
     return VPT_SOURCE[benchmark]
 
 
-def _check_tiny(benchmark: str) -> None:
-    if BENCHMARKS[benchmark].dataset != "shapes100":
-        raise ValueError(
-            f"the tiny preset runs on shapes100 benchmarks (its backbones were pretrained there); got "
-            f"{benchmark!r}: use preset='paper'"
-        )
-
-
 def nsp2_recipe(
     preset: str = "tiny",
     backbone: Literal["vit", "clip"] = "vit",
-    benchmark: str | None = None,
+    benchmark: str | Benchmark | None = None,
     device: str = "cpu",
     clip_prompt_layers: Literal["paper", "code"] = "paper",
-) -> tuple[str, NSP2Config, RunConfig]:
-    """(benchmark id, method config, run config) of a preset; `paper` on any of the ten paper protocols."""
+) -> tuple[str | Benchmark, NSP2Config, RunConfig]:
+    """(benchmark id, method config, run config) of a preset; `paper` on any paper protocol or your own data."""
     check_preset(preset)
     if backbone not in ("vit", "clip"):
         raise ValueError(f"backbone={backbone!r}: choose 'vit' (VPT-NSP²) or 'clip' (CLIP-NSP²)")
     if preset == "tiny":
         benchmark = benchmark or "shapes100-10s"
-        _check_tiny(benchmark)
+        check_tiny(benchmark)
         if backbone == "vit":
             cfg = NSP2Config(
                 head="task_linear", lr=0.01, milestones=(3, 4), temperature=28.0, conditions=_adaptive(0.97)
@@ -213,7 +228,7 @@ def nsp2_recipe(
     return benchmark, cfg, run
 
 
-def nsp2_backbone(preset: str, backbone: str, benchmark: str, pretrained: bool = True):
+def nsp2_backbone(preset: str, backbone: str, benchmark: str | Benchmark, pretrained: bool = True):
     """(vision model, train transform, CLIP model or None, tokenizer or None) of a preset's backbone.
 
     pretrained=False (paper preset): the same architectures with random weights, for tests on a CPU.
@@ -223,7 +238,7 @@ def nsp2_backbone(preset: str, backbone: str, benchmark: str, pretrained: bool =
             return tiny.pretrained_tiny_vit(), tiny.tiny_transform(train=True), None, None
         clip, tokenizer = tiny.pretrained_tiny_clip()
         return clip.visual, tiny.tiny_transform(train=True), clip, tokenizer
-    dataset = BENCHMARKS[benchmark].dataset
+    dataset = as_benchmark(benchmark).dataset
     if backbone == "vit":
         vit = backbones.build_vit(pretrained=pretrained)
         base = backbones.vit_transform(vit)  # the model's normalisation and input size
@@ -233,13 +248,15 @@ def nsp2_backbone(preset: str, backbone: str, benchmark: str, pretrained: bool =
     return clip.visual, nsp2_transform(dataset, "clip", base.mean, base.std, base.size), clip, tokenizer
 
 
-def build_nsp2(preset: str, backbone: str, config: NSP2Config, benchmark: str, pretrained: bool = True) -> NSP2:
+def build_nsp2(
+    preset: str, backbone: str, config: NSP2Config, benchmark: str | Benchmark, pretrained: bool = True
+) -> NSP2:
     """A fresh NSP² (or Seq) method: backbone weights from the library (paper) or the shipped tiny ones."""
     vision, transform, clip, tokenizer = nsp2_backbone(preset, backbone, benchmark, pretrained)
     return NSP2(vision, transform, config, clip_model=clip, tokenizer=tokenizer)
 
 
-def build_prototype(preset: str, backbone: str, benchmark: str, seed: int = 0, pretrained: bool = True):
+def build_prototype(preset: str, backbone: str, benchmark: str | Benchmark, seed: int = 0, pretrained: bool = True):
     """The prototype classifier (SimpleCIL) on the same frozen backbone and images as NSP²."""
     vision, transform, clip, _ = nsp2_backbone(preset, backbone, benchmark, pretrained)
     embedding = PooledEmbedding(vision if clip is None else clip)
@@ -250,7 +267,7 @@ def build_prototype(preset: str, backbone: str, benchmark: str, seed: int = 0, p
 def nsp2_experiment(
     preset: str = "tiny",
     backbone: Literal["vit", "clip"] = "vit",
-    benchmark: str | None = None,
+    benchmark: str | Benchmark | None = None,
     device: str = "cpu",
     data_root: str | None = None,
     download: bool = False,
@@ -280,7 +297,7 @@ def nsp2_experiment(
         methods[f"{kind}-prototype"] = lambda seed: build_prototype(preset, backbone, benchmark, seed)
         methods[f"{kind}-joint"] = methods.pop(f"{kind}-joint")
     return Experiment(
-        benchmark=BENCHMARKS[benchmark],
+        benchmark=as_benchmark(benchmark),
         data=lambda seed: load_benchmark(benchmark, seed, root=data_root, download=download),
         run=run,
         methods=methods,
