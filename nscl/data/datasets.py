@@ -116,7 +116,7 @@ def _read_cifar_pickle(path: Path) -> dict:
 def _cifar_files(title: str, root: Path, folder: str, files: tuple[str, ...], download: bool, fetch) -> Path:
     """The folder of a CIFAR set's pickles (torchvision's layout), downloaded by torchvision when asked."""
     base = root / folder
-    archive = f"{folder.replace('-batches', '').replace('-python', '')}-python.tar.gz"
+    archive = {"CIFAR-10": "cifar-10-python.tar.gz", "CIFAR-100": "cifar-100-python.tar.gz"}[title]
     if download and not all((base / f).is_file() for f in files):
         try:
             fetch(str(root), train=True, download=True)

@@ -55,6 +55,8 @@ def write_image_folder(
     labels = NOVEL_CLASSES[:n_classes]
     names = [class_names()[label].replace(" ", "_") for label in labels]
     for split, n in (("train", train_per_class), ("test", test_per_class)):
+        if n == 0:  # the one-folder layout may take all its images from one split
+            continue
         data = make_shapes100(split, n_per_class=n, image_size=32, seed=seed, classes=labels)
         for k, (label, name) in enumerate(zip(labels, names)):
             folder = root / (split if layout == "train-test" else "") / name

@@ -214,7 +214,10 @@ def coerce(where: str, value: Any, hint: Any) -> Any:
             if type(None) in args:
                 return None
             raise fail
-        for arg in (a for a in args if a is not type(None)):
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1 and dataclasses.is_dataclass(options[0]) and isinstance(value, Mapping):
+            return coerce(where, value, options[0])  # `Data | None` given a dict: the dataclass's own message
+        for arg in options:
             try:
                 return coerce(where, value, arg)
             except ValueError:

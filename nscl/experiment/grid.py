@@ -49,6 +49,9 @@ __all__ = [
 STATUS_FILE = "status.json"
 RAY_WAIT_SECONDS = 30.0  # each wait for a finished point is bounded; the loop then checks the cluster
 _VOLATILE = ("progress", "run_root", "device")  # changing these does not make a finished point unfinished
+# fields added to ExperimentConfig after points were finished: at their default (None) they are left out, so a
+# point recorded before the field existed stays finished
+_ADDED_LATER = ("own_data",)
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ def expand(
 
 
 def _comparable(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in _VOLATILE}
+    return {k: v for k, v in config.items() if k not in _VOLATILE and not (k in _ADDED_LATER and v is None)}
 
 
 def _read_status(run_dir: Path) -> dict | None:
