@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Null-space continual learning: run an "
         "experiment, a grid of them on Ray, or report on finished runs.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,sweep,report,artifacts}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,sweep,report,artifacts,export}")
 
     run = commands.add_parser(
         "run",
@@ -237,7 +237,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=["vit", "clip", "shapes"],
         help="which artifacts [default: all]",
     )
-    parser.set_defaults(_parsers={"run": run, "sweep": sweep, "report": report, "artifacts": artifacts})
+    export = commands.add_parser(
+        "export",
+        help="write a data set as image folders (train/<class>/*.png, test/<class>/*.png)",
+        description="Write CIFAR-10 / CIFAR-100 (or shapes100, digits) as image folders: the layout other code "
+        "bases read and the one --own-data reads. PNG: the exact pixels.",
+    )
+    export.add_argument("dataset", choices=("cifar10", "cifar100", "shapes100", "digits"))
+    export.add_argument("out", help="folder to write train/ and test/ into")
+    export.add_argument("--data-root", default=None, help="where the data set is (default: $NSCL_DATA)")
+    export.add_argument("--download", action="store_true", help="let torchvision download CIFAR when missing")
+    parser.set_defaults(
+        _parsers={"run": run, "sweep": sweep, "report": report, "artifacts": artifacts, "export": export}
+    )
     return parser
 
 
@@ -433,8 +445,27 @@ def _cmd_artifacts(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     return 1 if failures else 0
 
 
+def _cmd_export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from nscl.data.datasets import DatasetNotFoundError
+    from nscl.data.export import export_image_folder
+
+    try:
+        written = export_image_folder(args.dataset, args.out, root=args.data_root, download=args.download)
+    except (DatasetNotFoundError, ValueError) as err:
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    print(f"{args.dataset}: {written['train']} train and {written['test']} test images in {args.out}/{{train,test}}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    command = {"run": _cmd_run, "sweep": _cmd_sweep, "report": _cmd_report, "artifacts": _cmd_artifacts}[args.command]
+    command = {
+        "run": _cmd_run,
+        "sweep": _cmd_sweep,
+        "report": _cmd_report,
+        "artifacts": _cmd_artifacts,
+        "export": _cmd_export,
+    }[args.command]
     return command(args, args._parsers[args.command]) or 0

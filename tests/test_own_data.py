@@ -319,3 +319,44 @@ def test_grid_points_finished_before_own_data_existed_stay_finished(tmp_path):
     assert grid.is_finished(run)
     (run.run_dir / grid.STATUS_FILE).write_text(json.dumps({"state": "done", "config": {**old, "seeds": [1]}}))
     assert not grid.is_finished(run)
+
+
+def test_cifar10_exported_as_image_folders_reads_back_the_same_pixels(tmp_path, capsys):
+    write_cifar10(tmp_path / "data")
+    assert main(["export", "cifar10", str(tmp_path / "folders"), "--data-root", str(tmp_path / "data")]) == 0
+    assert "50 train and 10 test images" in capsys.readouterr().out
+    scan = scan_image_folder(tmp_path / "folders")
+    assert scan.layout == "train-test" and scan.classes[0] == "airplane" and scan.counts("test") == [1] * 10
+    from nscl.data.datasets import load_dataset
+
+    original = load_dataset("cifar10", "test", root=tmp_path / "data")
+    label, path = scan.test[3]
+    with Image.open(path) as image:
+        assert np.array_equal(np.asarray(image), original.images[3].permute(1, 2, 0).numpy())
+    assert scan.classes[label] == original.classes[int(original.targets[3])]
+
+
+@pytest.mark.notebook
+def test_an_image_folder_runs_as_a_chapter_parameter_through_papermill(tmp_path):
+    """Chapter 8 on a folder given with `-p image_folder` (the one-folder layout), small settings."""
+    import os
+    import subprocess
+    import sys
+
+    from nscl.paths import repo_root
+
+    folder = write_image_folder(tmp_path / "mine", n_classes=4, train_per_class=10, test_per_class=0, layout="single")
+    notebook = tmp_path / "08.ipynb"
+    python = sys.executable
+    subprocess.run(
+        [python, "-m", "jupytext", "--quiet", "--to", "ipynb", "--output", str(notebook),
+         str(repo_root() / "book" / "08_your_data.py")], check=True)  # fmt: skip
+    env = {**os.environ, "NSCL_OUTPUT": str(tmp_path / "outputs")}
+    parameters = ["-p", "image_folder", str(folder), "-p", "tasks", "2", "-p", "epochs", "1"]
+    parameters += ["-y", "{nsp2_methods: [Seq], dmnsp_methods: [zero-shot]}"]  # lists: papermill's YAML
+    subprocess.run(
+        [python, "-m", "papermill", "--log-level", "WARNING", str(notebook), str(tmp_path / "out.ipynb"), *parameters],
+        check=True, env=env, cwd=repo_root())  # fmt: skip
+    executed = (tmp_path / "out.ipynb").read_text()
+    assert "own-mine-2s" in executed and "one folder, 20% held out per class" in executed
+    assert "VPT-Seq" in executed and "zero-shot CLIP" in executed

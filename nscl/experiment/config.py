@@ -426,14 +426,14 @@ class ExperimentConfig:
             return [label for label in default if not (self.method == "dmnsp" and label == "frozen")]
         chosen = []
         for name in self.only:
+            if name == "DMNSP" and self.method == "dmnsp":  # every DMNSP variant asked for ('code' alone included)
+                chosen += [label for label in dict.fromkeys(table.values()) if label.startswith("DMNSP")]
+                continue
             if name not in table:
                 raise ValueError(
                     message("only", self.only, f"names among {sorted(set(table))}" + suggest(name, list(table)))
                 )
-            if name == "DMNSP" and self.method == "dmnsp":  # every DMNSP variant asked for
-                chosen += [label for label in dict.fromkeys(table.values()) if label.startswith("DMNSP")]
-            else:
-                chosen.append(table[name])
+            chosen.append(table[name])
         order = list(dict.fromkeys(table.values()))
         return sorted(set(chosen), key=order.index)
 

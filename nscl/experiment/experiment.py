@@ -7,7 +7,7 @@ and the command line fill one from a few strings:
     nsp2_experiment("paper", "vit", "cifar100-10s", device="cuda")
     dmnsp_experiment("tiny")
 
-Every paper preset runs on all ten paper protocols (each method with the recipe its paper would use
+Every paper preset runs on every paper protocol (each method with the recipe its paper would use
 there: the tables in nscl.nsp2.recipe and nscl.dmnsp.recipe); the benchmarks are in nscl.data.benchmarks,
 the tiny protocols that mirror the papers' shapes, and which mirrors which, in nscl.data.protocols.
 """

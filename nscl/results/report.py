@@ -43,7 +43,7 @@ __all__ = [
 METRICS = ("last_accuracy", "average_incremental_accuracy", "forgetting")
 METRIC_NAMES = {"last_accuracy": "last", "average_incremental_accuracy": "avg incremental", "forgetting": "forgetting"}
 # data/reference_results.csv's `paper` column -> the key of book/references.bib
-PAPER_KEYS = {"NSP2": "lu2024nsp2", "DMNSP": "kang2025dmnsp"}
+PAPER_KEYS = {"NSP2": "lu2024nsp2", "DMNSP": "kang2025dmnsp", "MoE-Adapters": "yu2024moeadapters"}
 NONE_REPORTED = "none reported"
 
 
@@ -81,10 +81,18 @@ def reference_numbers(benchmark: str) -> pd.DataFrame:
 def _sources(refs: pd.DataFrame) -> str:
     cited = []
     for row in refs.itertuples():
-        text = f"{row.key}: {row.source}" + ("" if row.confidence == "printed" else f" ({row.confidence})")
+        kind = getattr(row, "source_kind", "paper table")
+        text = f"{row.key}: {row.source}" + ("" if kind == "paper table" else f" [{kind}]")
+        text += "" if row.confidence == "printed" else f" ({row.confidence})"
         if text not in cited:
             cited.append(text)
     return "; ".join(cited)
+
+
+def _reported(row: pd.Series) -> str:
+    """A reported number as printed, with its ± over seeds where the paper prints one."""
+    std = row.get("std")
+    return f"{row.value:.2f}" + (f" ± {std:.2f}" if std is not None and pd.notna(std) else "")
 
 
 def benchmark_table(
@@ -119,7 +127,7 @@ def benchmark_table(
             )
             paper = refs[refs.metric == metric]
             row[f"{name} (paper)"] = (
-                f"{paper.value.iloc[0]:.2f}" if len(paper) else (NONE_REPORTED if not len(references) else "—")
+                _reported(paper.iloc[0]) if len(paper) else (NONE_REPORTED if not len(references) else "—")
             )
         row["seeds"] = int(mine.seeds.iloc[0]) if len(mine) else 0
         row["paper source"] = (
