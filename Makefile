@@ -40,15 +40,11 @@ notebooks: $(NOTEBOOKS)
 book: execute
 	@$(MAKE) --no-print-directory html
 
-# Execute every chapter with its default (tiny, CPU) parameters into build/executed/;
-# a cell that raises stops here (papermill exits non-zero, the failing notebook is kept).
+# Execute every chapter with its default (tiny, CPU) parameters into build/executed/, two at a time with a
+# thread each (book/execute.py: chapters that share runs keep their order); a cell that raises stops here
+# (papermill exits non-zero, the failing notebook is kept).
 execute: $(NOTEBOOKS)
-	@mkdir -p $(BUILD)/executed
-	@for nb in $(NOTEBOOKS); do \
-	  echo "== $$nb"; start=$$(date +%s); \
-	  $(VENV)/bin/papermill --log-level WARNING $$nb $(BUILD)/executed/$$(basename $$nb) || exit 1; \
-	  echo "== $$nb executed in $$(( $$(date +%s) - start )) s"; \
-	done
+	$(PY) book/execute.py --out $(BUILD)/executed $(NOTEBOOKS)
 
 # Render the executed chapters (no execution, no network) into build/html: book/build_site.py
 # assembles build/site-src (chapters, index.md, references, _config.yml, generated _toc.yml,

@@ -100,9 +100,10 @@ held
 # One table per benchmark (and per number of tasks done, when a run stopped early, so that a mean
 # never mixes runs of different lengths). The "paper" columns hold the numbers recorded in
 # `data/reference_results.csv` for the same benchmark and method label, in percent as printed, and
-# "paper source" cites each: the bibliography key of the paper whose protocol it is, then the
-# table or file the number was read from, marked *secondary* when it was not read off the paper
-# itself. Methods the papers report that the root does not hold are listed as "not run"; the tiny
+# "paper source" cites each: the bibliography key of the paper it belongs to, then the table or
+# file the number was read from, with the kind of source in brackets when it is not a paper's table
+# (a repository's README, official run logs) and marked *secondary* when it was not read off the paper
+# itself; a ± is the paper's own spread over seeds, where it prints one. Methods the papers report that the root does not hold are listed as "not run"; the tiny
 # shapes100 benchmarks are this book's own, so no paper reports them, and their tables say so.
 #
 # The papers' numbers come from pretrained ViT-B/16 backbones on real data; the tiny grid's from

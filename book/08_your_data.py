@@ -104,7 +104,7 @@ print(folder_tree(folder, files_per_folder=2))
 
 # %% [markdown]
 # A look at the data before any code touches it: one training image per class, at the size and in the
-# colour mode it was saved. Files come in two sizes here (32 and 48 px) and in several modes; every image
+# colour mode it was saved (the example folder mixes 32 and 48 px files and several modes). Every image
 # is converted to 8-bit RGB when it is read (grey is copied to the three channels, alpha is dropped as
 # torchvision does, CMYK is mapped to RGB, 16-bit grey is scaled), and each method's transform then resizes
 # and crops it to its input size.

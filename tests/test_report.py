@@ -128,12 +128,14 @@ def test_papers_numbers_join_by_label_with_their_source(root):
     summary = report.seed_summary(runs)
     table = report.benchmark_table(summary, "cifar100-10s", 2)
     row = table.loc["VPT-NSP²"]
-    assert row["last (ours)"] == "92.5" and row["last (paper)"] == "91.74" and row["forgetting (paper)"] == "3.28"
+    # the paper's ± over seeds (Table 2) beside its number
+    assert row["last (ours)"] == "92.5" and row["last (paper)"] == "91.74 ± 0.63"
+    assert row["forgetting (paper)"] == "3.28 ± 0.45"
     assert "lu2024nsp2" in row["paper source"] and "Table 1" in row["paper source"]
     assert row["avg incremental (paper)"] == "—" and row["seeds"] == 1
     assert table.loc["VPT-Seq", "last (ours)"] == "not run" and table.loc["VPT-Seq", "last (paper)"] == "87.27"
     secondary = report.benchmark_table(summary, "cifar100-10-10", 10).loc["DMNSP", "paper source"]
-    assert "kang2025dmnsp" in secondary and "(secondary)" in secondary
+    assert "kang2025dmnsp" in secondary and "(secondary)" in secondary and "[repository README]" in secondary
     tiny = report.benchmark_table(summary, "shapes100-10s", 2)
     assert set(tiny["last (paper)"]) == {"none reported"}
     assert set(tiny["paper source"]) == {"no reported numbers for shapes100-10s"}
