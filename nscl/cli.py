@@ -458,7 +458,13 @@ def _cmd_export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     return 0
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings as the command line's users read them: the class and the message, not a source line."""
+    return f"{category.__name__}: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    warnings.formatwarning = _one_line_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     command = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from nscl.data.base import FileImageSet
 from nscl.data.continual import ContinualData
 from nscl.data.datasets import load_dataset
 from nscl.data.domains import with_task_domains
-from nscl.data.folders import check_images, read_class_names, scan_image_folder
+from nscl.data.folders import MixedImageModesWarning, check_images, read_class_names, scan_image_folder
 from nscl.data.official import class_name_table
 from nscl.data.own import CIFAR10_CLASSES, OwnData, default_class_names, own_class_order, split_classes
 from nscl.data.protocols import (
@@ -196,7 +197,9 @@ def own_data_summary(bench: Benchmark, check: bool = True) -> str:
         f"{max(scan.counts('train'))} train",
     ]
     if check:
-        lines.append("checked: " + check_images([p for _, p in scan.train + scan.test]).summary())
+        with warnings.catch_warnings():  # the line below says what was converted
+            warnings.simplefilter("ignore", MixedImageModesWarning)
+            lines.append("checked: " + check_images([p for _, p in scan.train + scan.test]).summary())
     return "\n".join(lines)
 
 
