@@ -207,10 +207,13 @@ runs = pd.concat(frames, ignore_index=True)
 summary_table(runs)
 
 # %%
-labels = summary_table(runs).index.tolist()
+# one colour per experiment: NSP²'s methods run on the tiny ViT (or CLIP), DMNSP's on the tiny CLIP
 fig, ax = plt.subplots(figsize=(7, 3))
-values = runs.groupby("method", sort=False).last_accuracy.mean().reindex(labels) * 100
-ax.barh(labels, values, color="tab:blue")
+for method, frame, colour in zip(configs, frames, ("tab:blue", "tab:orange")):
+    values = frame.groupby("method", sort=False).last_accuracy.mean() * 100
+    names = [f"{label} ({method})" for label in values.index]
+    ax.barh(names, values.to_numpy(), color=colour, label=f"{method} experiment")
+ax.legend(loc="lower right", fontsize=8)
 ax.set_xlabel("last accuracy (%), all classes after the last task")
 ax.set_xlim(0, 100)
 ax.invert_yaxis()
