@@ -360,3 +360,13 @@ def test_an_image_folder_runs_as_a_chapter_parameter_through_papermill(tmp_path)
     executed = (tmp_path / "out.ipynb").read_text()
     assert "own-mine-2s" in executed and "one folder, 20% held out per class" in executed
     assert "VPT-Seq" in executed and "zero-shot CLIP" in executed
+
+
+def test_large_photos_can_be_decoded_smaller(folder):
+    from nscl.data.loading import iterate_batches
+
+    bench = own_benchmark(OwnData(str(folder), tasks=3, storage_size=16))
+    images, _ = next(iterate_batches(load_benchmark(bench, 0).task(0), batch_size=4))
+    assert {tuple(i.shape[-2:]) for i in (images if isinstance(images, list) else [*images])} == {(16, 16)}
+    with pytest.raises(ValueError, match="storage_size=0"):
+        OwnData(str(folder), tasks=3, storage_size=0)

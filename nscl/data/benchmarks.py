@@ -219,7 +219,9 @@ def _load_own(
             check_images([p for _, p in scan.train + scan.test], progress=progress or len(scan.train) > 5000)
         names = default_class_names(folders)
         train, test = (
-            FileImageSet(own.stem, tuple(p for _, p in rows), torch.as_tensor([y for y, _ in rows]), names)
+            FileImageSet(
+                own.stem, tuple(p for _, p in rows), torch.as_tensor([y for y, _ in rows]), names, own.storage_size
+            )
             for rows in (scan.train, scan.test)
         )
     if own.class_names is not None:

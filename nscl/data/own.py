@@ -47,11 +47,12 @@ class OwnData:
     split_seed: int = 0  # the one-folder layout: which images are kept for testing
     name: str | None = None  # the benchmark id's stem; None: the folder's name
     check_images: bool = True  # decode every image once before training (names the unreadable ones)
+    storage_size: int | None = None  # decode with the shorter side at this size (large photos); None: as stored
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or not self.source.strip():
             raise ValueError(f"OwnData.source={self.source!r}: accepted: a folder path, or one of {list(NAMED_SETS)}")
-        for name in ("tasks", "first_task", "increment"):
+        for name in ("tasks", "first_task", "increment", "storage_size"):
             _positive(name, getattr(self, name))
         if self.tasks is None and self.increment is None:
             raise ValueError(
