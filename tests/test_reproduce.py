@@ -1,6 +1,5 @@
 """The reproduction guide: one row per reported number, commands the command line accepts, estimates by hand."""
 
-import re
 import shlex
 
 import pandas as pd
@@ -63,11 +62,22 @@ def test_every_command_is_accepted_by_the_command_line(tmp_path, capsys):
     capsys.readouterr()
 
 
-def test_every_papermill_command_names_parameters_the_chapter_has():
+def test_every_papermill_command_gives_parameters_the_chapter_has_with_their_types():
+    """papermill's -p turns "[0, 1]" into a string, so lists must come as YAML (-y); each value as papermill
+    parses it must have the type of the chapter's default."""
+    import yaml
+    from papermill.cli import _resolve_type
+
     for command in dict.fromkeys(c for c in reproduction_rows().papermill if c.startswith("papermill")):
         words = shlex.split(command)
         chapter = (repo_root() / "book" / words[1]).with_suffix(".py").read_text()
-        cell = chapter.split('# %% tags=["parameters"]')[1].split("# %%")[0]
-        defined = set(re.findall(r"^(\w+) =", cell, flags=re.M))
-        given = {words[i + 1] for i, w in enumerate(words) if w == "-p"}
-        assert given <= defined, (command, given - defined)
+        defaults: dict = {}
+        exec(chapter.split('# %% tags=["parameters"]')[1].split("# %%")[0], {}, defaults)  # plain literals
+        given = {words[i + 1]: _resolve_type(words[i + 2]) for i, w in enumerate(words) if w == "-p"}
+        for i, w in enumerate(words):
+            if w == "-y":
+                given.update(yaml.safe_load(words[i + 1]))
+        assert set(given) <= set(defaults), (command, set(given) - set(defaults))
+        for name, value in given.items():
+            if defaults[name] is not None:
+                assert isinstance(value, type(defaults[name])), (command, name, value)

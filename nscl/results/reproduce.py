@@ -136,9 +136,10 @@ def _command(paper: str, method: str, benchmark: str) -> tuple[str, str]:
             f"python -m nscl run --method nsp2 --backbone {_BACKBONE[family]} --preset paper --benchmark {benchmark} "
             f"--device cuda --seeds {seeds} --only {only}{overrides}"
         )
+        # lists go in as YAML (-y): papermill's -p passes "[0, 1, 2]" as a string
         book = (
             f"papermill 03_nsp2.ipynb out.ipynb -p preset paper -p backbone {_BACKBONE[family]} -p benchmark "
-            f"{benchmark} -p device cuda -p seeds '[{seeds.replace(' ', ', ')}]'"
+            f"{benchmark} -p device cuda -y '{{seeds: [{seeds.replace(' ', ', ')}]}}'"
             + (" -p include_joint True" if only == "joint" else "")
         )
         return line, book
@@ -149,7 +150,7 @@ def _command(paper: str, method: str, benchmark: str) -> tuple[str, str]:
     )
     book = (
         f"papermill 05_dmnsp.ipynb out.ipynb -p preset paper -p benchmark {benchmark} -p device cuda "
-        f"-p seeds '[{seeds}]' -p variants '[\"{variant}\"]'"
+        f"-y '{{seeds: [{seeds}], variants: [{variant}]}}'"
     )
     return line, book
 
