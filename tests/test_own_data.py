@@ -370,3 +370,18 @@ def test_large_photos_can_be_decoded_smaller(folder):
     assert {tuple(i.shape[-2:]) for i in (images if isinstance(images, list) else [*images])} == {(16, 16)}
     with pytest.raises(ValueError, match="storage_size=0"):
         OwnData(str(folder), tasks=3, storage_size=0)
+
+
+def test_a_point_finished_with_more_dmnsp_variants_is_finished_for_fewer(tmp_path):
+    """The main tiny grid (DMNSP paper) and the ladder (paper and update) share a point: neither reruns it in turn."""
+    from nscl.experiment import grid
+
+    (plain,) = grid.expand(["dmnsp"], ["shapes100-tinted-10s"], [0], tmp_path)
+    (both,) = grid.expand(["dmnsp"], ["shapes100-tinted-10s"], [0], tmp_path, base={"variants": ["paper", "update"]})
+    assert plain.run_dir == both.run_dir
+    plain.run_dir.mkdir(parents=True)
+    status = tmp_path / plain.run_dir / grid.STATUS_FILE
+    status.write_text(json.dumps({"state": "done", "config": both.config.to_dict()}))
+    assert grid.is_finished(plain) and grid.is_finished(both)
+    status.write_text(json.dumps({"state": "done", "config": plain.config.to_dict()}))
+    assert grid.is_finished(plain) and not grid.is_finished(both)  # the update variant was never run there

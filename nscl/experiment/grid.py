@@ -124,6 +124,17 @@ def _comparable(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in _VOLATILE and not (k in _ADDED_LATER and v is None)}
 
 
+def _covers(done: dict, asked: dict) -> bool:
+    """A finished point's config covers the asked one: the same settings, and every DMNSP variant asked for among
+    those it ran (a point run with variants paper and update is finished for a grid that asks for paper alone,
+    so two grids sharing a point do not rerun it in turn)."""
+    done, asked = _comparable(done), _comparable(asked)
+    ran, wanted = done.pop("variants", None), asked.pop("variants", None)
+    if set(wanted or ("paper",)) - set(ran or ("paper",)):
+        return False
+    return done == asked
+
+
 def _read_status(run_dir: Path) -> dict | None:
     return read_json(run_dir / STATUS_FILE)
 
@@ -134,11 +145,7 @@ def _write_status(run_dir: Path, status: dict) -> None:
 
 def is_finished(run: SweepRun) -> bool:
     status = _read_status(run.run_dir)
-    return bool(
-        status
-        and status.get("state") == "done"
-        and _comparable(status.get("config", {})) == _comparable(run.config.to_dict())
-    )
+    return bool(status and status.get("state") == "done" and _covers(status.get("config", {}), run.config.to_dict()))
 
 
 def run_point(config: dict, run_dir: str) -> dict:
