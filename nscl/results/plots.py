@@ -158,15 +158,26 @@ def plot_regime_map(
     if chosen.empty:
         raise ValueError(f"no rows for metric {metric!r} in the regime frame")
     fig, axes = plt.subplots(1, len(controls), figsize=(5.2 * len(controls), 4.0), sharey=True, squeeze=False)
-    markers = dict(zip(sorted(chosen.label.unique()), "osD^v"))
+    labels = sorted(chosen.label.unique())
+    markers = dict(zip(labels, "osD^v"))
+    # methods measured on the same features share an overlap (DMNSP and its update variant): dodge them sideways
+    # so that neither hides the other, and name each family once per place
+    span = max(float(chosen.overlap.max() - chosen.overlap.min()), 0.1)
+    dodge = {label: (i - (len(labels) - 1) / 2) * 0.012 * span for i, label in enumerate(labels)}
     for ax, control in zip(axes[0], controls):
         rows = chosen[chosen.control == control]
+        named: set[tuple[str, float]] = set()
         for label, group in rows.groupby("label", sort=True):
-            ax.errorbar(
-                group.overlap, group["mean"], yerr=group["std"], fmt=markers[label], capsize=3, label=label, alpha=0.85
-            )
-            for r in group.itertuples():
-                ax.annotate(r.family, (r.overlap, r.mean), textcoords="offset points", xytext=(5, 4), fontsize=8)
+            x = group.overlap + dodge[label]
+            ax.errorbar(x, group["mean"], yerr=group["std"], fmt=markers[label], capsize=3, label=label, alpha=0.85)
+            for r, xi in zip(group.itertuples(), x):
+                place = (r.family, round(float(r.overlap), 2))
+                if place not in named:
+                    named.add(place)
+                    above = labels.index(label) % 2 == 0  # neighbours' names on opposite sides of their points
+                    ax.annotate(
+                        r.family, (xi, r.mean), textcoords="offset points", xytext=(5, 4 if above else -11), fontsize=8
+                    )
         ax.axhline(0.0, color="grey", lw=0.8)
         ax.set_xlabel("overlap of the tasks' top-8 feature subspaces")
         ax.set_title(f"gain over {control}")
