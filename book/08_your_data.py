@@ -66,6 +66,7 @@ parameters = check_parameters(
 )
 
 # %%
+import os
 import warnings
 from pathlib import Path
 
@@ -84,6 +85,7 @@ from nscl.results.plots import savefig
 from nscl.results.tables import summary_table
 
 out = output_dir("08_your_data")
+run_root = str(Path(run_root).resolve()) if run_root else None  # before the example changes the folder
 
 # %% [markdown]
 # ## 8.1 An image folder
@@ -97,7 +99,8 @@ out = output_dir("08_your_data")
 
 # %%
 if image_folder is None:
-    folder = write_image_folder(out / "my_shapes", n_classes=6, train_per_class=40, test_per_class=10)
+    os.chdir(out)  # the example's paths print relative to this page's output folder
+    folder = write_image_folder(Path("my_shapes"), n_classes=6, train_per_class=40, test_per_class=10)
 else:
     folder = Path(image_folder).expanduser()
 print(folder_tree(folder, files_per_folder=2))
@@ -246,7 +249,7 @@ def error_of(make_config) -> str:
     return "no error"
 
 
-broken = out / "broken"
+broken = out / "broken" if image_folder is not None else Path("broken")
 shutil.rmtree(broken, ignore_errors=True)
 write_image_folder(broken, n_classes=3, train_per_class=4, test_per_class=2, mixed_modes=False)
 victim = sorted((broken / "train").rglob("*.png"))[0]
