@@ -143,10 +143,7 @@ def as_benchmark(benchmark: str | Benchmark) -> Benchmark:
     return BENCHMARKS[benchmark]
 
 
-_benchmark = as_benchmark
-
-
-def _own_folders(own: OwnData, root: str | Path | None = None) -> tuple[str, ...]:
+def _own_folders(own: OwnData) -> tuple[str, ...]:
     """The classes of your own data as named in files: folder names, or a named set's class names."""
     if own.named_set == "cifar10":
         return CIFAR10_CLASSES
@@ -155,12 +152,12 @@ def _own_folders(own: OwnData, root: str | Path | None = None) -> tuple[str, ...
     return scan_image_folder(own.source, own.test_fraction, own.split_seed).classes
 
 
-def own_benchmark(own: OwnData, root: str | Path | None = None) -> Benchmark:
+def own_benchmark(own: OwnData) -> Benchmark:
     """The Benchmark of your own data: its classes counted, protocol, class-order and names files checked.
 
     A folder is listed (not decoded: `load_benchmark` decodes every image once); nscl.data.folders names
     each way it can be wrong."""
-    folders = _own_folders(own, root)
+    folders = _own_folders(own)
     first, increment = split_classes(len(folders), own)
     if own.class_order not in ("seeded", "sorted"):
         own_class_order(own, folders, 0)  # a bad class-order file fails now, not at load
@@ -203,9 +200,7 @@ def own_data_summary(bench: Benchmark, check: bool = True) -> str:
     return "\n".join(lines)
 
 
-def _load_own(
-    bench: Benchmark, seed: int, root: str | Path | None, download: bool, progress: bool = False
-) -> ContinualData:
+def _load_own(bench: Benchmark, seed: int, root: str | Path | None, download: bool) -> ContinualData:
     own = bench.own
     if own.named_set is not None:
         options = {"class_names": "dmnsp"} if own.named_set == "cifar100" else {}
@@ -216,7 +211,7 @@ def _load_own(
         scan = scan_image_folder(own.source, own.test_fraction, own.split_seed)
         folders = scan.classes
         if own.check_images:
-            check_images([p for _, p in scan.train + scan.test], progress=progress or len(scan.train) > 5000)
+            check_images([p for _, p in scan.train + scan.test], progress=len(scan.train) > 5000)
         names = default_class_names(folders)
         train, test = (
             FileImageSet(
@@ -240,7 +235,7 @@ def load_benchmark(
     shapes_test_per_class: int = 50,
 ) -> ContinualData:
     """Train/test data of a benchmark (an id, or your own data's Benchmark) with its scenario."""
-    bench = _benchmark(benchmark_id)
+    bench = as_benchmark(benchmark_id)
     if bench.own is not None:
         return _load_own(bench, seed, root, download)
     options = dict(bench.options)
@@ -266,7 +261,7 @@ def load_benchmark(
 
 def benchmark_scenario(benchmark_id: str | Benchmark, seed: int = 0) -> Scenario:
     """A benchmark's class order cut into its tasks, without loading any data."""
-    bench = _benchmark(benchmark_id)
+    bench = as_benchmark(benchmark_id)
     if bench.own is not None:
         order = own_class_order(bench.own, _own_folders(bench.own), seed)
     elif bench.dataset == "shapes100":

@@ -50,11 +50,8 @@ def export_image_folder(
     name: str, out: str | Path, root: str | Path | None = None, download: bool = False, progress: bool = True
 ) -> dict[str, int]:
     """Write a data set nscl loads into memory (cifar10, cifar100, shapes100, digits) as out/{train,test}/<class>/."""
-    options = {"download": download} if name in ("cifar10", "cifar100") else {}
-    if name not in ("cifar10", "cifar100"):
-        root = None
     written = {}
-    for split in ("train", "test"):
-        data = load_dataset(name, split, root=root, **options) if root or options else load_dataset(name, split)
+    for split in ("train", "test"):  # root and download matter to CIFAR only; the generated sets ignore them
+        data = load_dataset(name, split, root=root, download=download)
         written[split] = write_class_folders(data, Path(out) / split, progress=progress)
     return written

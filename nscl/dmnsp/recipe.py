@@ -111,7 +111,8 @@ def dmnsp_recipe(
         cfg = DMNSPConfig(lr=1e-2, warmup_steps=5, basis_batch_size=128, energy_threshold=0.985, common_space="pooled")
         return benchmark, cfg, RunConfig(epochs=10, batch_size=32, eval_batch_size=256, device=device)
     benchmark = benchmark or "cifar100-10-10"
-    if as_benchmark(benchmark).own is None and as_benchmark(benchmark).id not in PAPER_PROTOCOLS:
+    bench = as_benchmark(benchmark)
+    if bench.own is None and bench.id not in PAPER_PROTOCOLS:
         raise ValueError(
             f"the paper preset runs on the papers' protocols {list(PAPER_PROTOCOLS)}; got {benchmark!r}"
             + (" (a shapes100 benchmark: use preset='tiny')" if str(benchmark).startswith("shapes100") else "")

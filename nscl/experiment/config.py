@@ -194,7 +194,7 @@ class ExperimentConfig:
                     f"None when own_data is given (own_data={self.own_data.source!r} is the benchmark); give one",
                 )
             )
-        bench = self._own_benchmark()
+        bench = self._resolve_benchmark()
         object.__setattr__(self, "_bench", bench)
         benchmark = self.benchmark_id
         if self.preset == "tiny" and bench.dataset != "shapes100" and bench.own is None:
@@ -270,7 +270,7 @@ class ExperimentConfig:
             raise ValueError(f"ExperimentConfig.overrides={self.overrides!r}: {err}") from None
         return checked
 
-    def _own_benchmark(self):
+    def _resolve_benchmark(self):
         """The benchmark: the table's (by id or the preset's default), or your own data's (folder listed, protocol,
         class-order and names files checked: nscl.data.folders names what is wrong)."""
         from nscl.data.benchmarks import BENCHMARKS, own_benchmark
@@ -278,10 +278,8 @@ class ExperimentConfig:
 
         if self.own_data is None:
             return BENCHMARKS[self.benchmark_id]
-        if self.own_data.named_set is not None:
-            self._check_data_root_for(self.own_data.named_set, f"own_data={self.own_data.source!r}")
         try:
-            return own_benchmark(self.own_data, self.data_root)
+            return own_benchmark(self.own_data)
         except ImageFolderError as err:
             # the same error class (a test or a caller can tell the cases apart), the field named
             raise type(err)(f"ExperimentConfig.own_data: {err}") from None
@@ -292,10 +290,9 @@ class ExperimentConfig:
         return self._bench
 
     def _check_data_root(self, bench) -> None:
-        if bench.own is None:
-            self._check_data_root_for(bench.dataset, f"benchmark {bench.id!r}")
-
-    def _check_data_root_for(self, dataset: str, what: str) -> None:
+        """The data root holds the benchmark's data set (CIFAR named in own_data too; a folder was listed already)."""
+        dataset = bench.dataset
+        what = f"own_data={bench.own.source!r}" if bench.own is not None else f"benchmark {bench.id!r}"
         if dataset not in _DATA_FOLDERS:
             return  # shapes100 and digits are generated here
         from nscl.paths import data_root

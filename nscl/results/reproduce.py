@@ -17,7 +17,6 @@ a GPU run measures them, and say so:
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 
@@ -206,9 +205,3 @@ def reproduction_rows(references: pd.DataFrame | None = None) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
-
-
-def total_minutes(rows: pd.DataFrame) -> float:
-    """Sum of the rows' estimated minutes (the ones with a known data set size)."""
-    found = [float(m) for m in rows.gpu.str.extract(r"~(\d+) min")[0].dropna()]
-    return math.fsum(found)
