@@ -306,8 +306,8 @@ long.pivot_table(index="method", columns=["benchmark", "metric"], values="value"
 # one H100, and which column of `python -m nscl report` to put beside the paper's number. The GPU figures
 # are **estimates, not measurements**: time from the images a run pushes through the network at an assumed
 # 2,000 images/s in bf16 (a third of that in fp32, DMNSP's precision), memory from the activations a
-# ViT-B/16 keeps for the backward pass (Korthikanti et al., 2022). CIFAR-100 needs no preparation (`--download`
-# fetches it); `python -m nscl export cifar100 OUT` writes it as image folders for code bases that read those.
+# ViT-B/16 keeps for the backward pass (Korthikanti et al., 2022). On a machine that is online, `--download`
+# fetches CIFAR-100; `python -m nscl export cifar100 OUT` writes it as image folders for code bases that read those.
 
 # %%
 from nscl.results.reproduce import reproduction_rows
